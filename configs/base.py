@@ -1,0 +1,10 @@
+"""Shared defaults of every task (the paper's hyperparameters, QVPO.md section 6).
+
+The fields and their documentation live in ``mjx_qvpo.config.base_config``; task files start from
+it and change only what differs.
+"""
+from mjx_qvpo.config import base_config
+
+
+def get_config():
+    return base_config()

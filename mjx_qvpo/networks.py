@@ -1,0 +1,158 @@
+"""Networks of QVPO as pure init/apply functions (QVPO.md sections 1 and 2).
+
+Both networks are MLPs whose first layer reads a concatenation (``[a_t, emb(t), s]`` for the noise
+model, ``[s, a]`` for the critic). A dense layer on a concatenation equals the sum of dense layers on
+its parts, so the first-layer weight is stored split by input part. That is the same function with the
+same initialization as the reference, but it lets the sampler compute the state's share of the first
+layer once per state (not once per candidate and denoising step) and the time embedding once per step
+(not once per row). Parameters are plain dicts of arrays, so they checkpoint and tree-map trivially.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Params = Any
+
+
+def mish(x: jax.Array) -> jax.Array:
+    """Mish activation x * tanh(softplus(x)), the reference networks' nonlinearity."""
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def _dense_weight(key: jax.Array, fan_in: int, fan_out: int) -> jax.Array:
+    """Reference init (QVPO.md section 1): normal, std 1/(2 sqrt(fan_in)), truncated at 2 std."""
+    std = 1.0 / (2.0 * math.sqrt(fan_in))
+    return std * jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out), jnp.float32)
+
+
+def _init_split_first_layer(key: jax.Array, part_sizes: dict[str, int], width: int) -> Params:
+    """First layer on a concatenation of named parts, initialised as one matrix then split by part."""
+    fan_in = sum(part_sizes.values())
+    w = _dense_weight(key, fan_in, width)
+    out, start = {}, 0
+    for name, size in part_sizes.items():
+        out[f"w_{name}"] = w[start:start + size]
+        start += size
+    out["b"] = jnp.zeros((width,), jnp.float32)
+    return out
+
+
+def _init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[Params]:
+    """Dense layers sizes[0] -> sizes[1] -> ... with the reference init and zero biases."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": _dense_weight(k, i, o), "b": jnp.zeros((o,), jnp.float32)}
+            for k, i, o in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def _apply_trunk(layers: list[Params], h: jax.Array, precision) -> jax.Array:
+    """Apply hidden layers with Mish after each but the last (the output layer is linear)."""
+    for i, layer in enumerate(layers):
+        h = jnp.dot(h, layer["w"], precision=precision) + layer["b"]
+        if i < len(layers) - 1:
+            h = mish(h)
+    return h
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """Sinusoidal embedding of integer diffusion steps t (...,) -> (..., dim), as in DDPM/DIPO."""
+    half = dim // 2
+    freqs = jnp.exp(jnp.arange(half, dtype=jnp.float32) * -(math.log(10000.0) / (half - 1)))
+    x = t.astype(jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(x), jnp.cos(x)], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseModel:
+    """eps_theta(a_t, t, s) of QVPO.md section 1: MLP on [a_t, time-MLP(sinusoid(t)), s].
+
+    Static shapes only; parameters are passed to every method. ``hidden`` is the trunk
+    (reference: 3 x 256, Mish); the time MLP is sinusoid(time_dim) -> time_hidden -> Mish -> time_dim.
+    """
+    obs_size: int
+    action_size: int
+    hidden: tuple[int, ...] = (256, 256, 256)
+    time_dim: int = 32
+    time_hidden: int = 256
+    precision: Any = None
+
+    def init(self, key: jax.Array) -> Params:
+        """Initial parameters (reference init; see module docstring for the split first layer)."""
+        k_time, k_first, k_trunk = jax.random.split(key, 3)
+        first = _init_split_first_layer(
+            k_first, {"a": self.action_size, "t": self.time_dim, "s": self.obs_size}, self.hidden[0])
+        return {
+            "time": _init_mlp(k_time, (self.time_dim, self.time_hidden, self.time_dim)),
+            "first": first,
+            "trunk": _init_mlp(k_trunk, (*self.hidden, self.action_size)),
+        }
+
+    def state_features(self, params: Params, obs: jax.Array) -> jax.Array:
+        """The state's share of the first layer, s @ W_s + b: (..., obs) -> (..., hidden[0])."""
+        first = params["first"]
+        return jnp.dot(obs, first["w_s"], precision=self.precision) + first["b"]
+
+    def time_features(self, params: Params, num_steps: int) -> jax.Array:
+        """The time embedding's share of the first layer for every step t in 0..T-1: (T, hidden[0])."""
+        emb = sinusoidal_embedding(jnp.arange(num_steps), self.time_dim)
+        emb = _apply_trunk(params["time"], emb, self.precision)
+        return jnp.dot(emb, params["first"]["w_t"], precision=self.precision)
+
+    def apply_features(self, params: Params, a_t: jax.Array, features: jax.Array) -> jax.Array:
+        """eps prediction given the precomputed state+time share of the first layer (broadcasting)."""
+        h = jnp.dot(a_t, params["first"]["w_a"], precision=self.precision) + features
+        return _apply_trunk(params["trunk"], mish(h), self.precision)
+
+    def apply(self, params: Params, a_t: jax.Array, t: jax.Array, obs: jax.Array,
+              num_steps: int) -> jax.Array:
+        """eps_theta(a_t, t, s) for rows (..., d), integer steps (...,), states (..., obs)."""
+        features = self.state_features(params, obs) + self.time_features(params, num_steps)[t]
+        return self.apply_features(params, a_t, features)
+
+
+@dataclasses.dataclass(frozen=True)
+class Critic:
+    """Double-Q critic of QVPO.md section 2: two MLP heads on [s, a] (reference 3 x 256, Mish).
+
+    The two heads' parameters are stacked on a leading axis of size 2 and evaluated with one vmap.
+    """
+    obs_size: int
+    action_size: int
+    hidden: tuple[int, ...] = (256, 256, 256)
+    precision: Any = None
+
+    def init(self, key: jax.Array) -> Params:
+        """Initial parameters of both heads (independent draws, reference init)."""
+        def one(k):
+            k_first, k_trunk = jax.random.split(k)
+            return {
+                "first": _init_split_first_layer(
+                    k_first, {"s": self.obs_size, "a": self.action_size}, self.hidden[0]),
+                "trunk": _init_mlp(k_trunk, (*self.hidden, 1)),
+            }
+        return jax.vmap(one)(jax.random.split(key, 2))
+
+    def state_features(self, params: Params, obs: jax.Array) -> jax.Array:
+        """Each head's state share of the first layer: (..., obs) -> (2, ..., hidden[0])."""
+        return jax.vmap(lambda p: jnp.dot(obs, p["first"]["w_s"], precision=self.precision)
+                        + p["first"]["b"])(params)
+
+    def apply_features(self, params: Params, actions: jax.Array, features: jax.Array) -> jax.Array:
+        """Both heads' Q for actions (..., d) given state features (2, ..., h) that broadcast: (2, ...)."""
+        def one(p, f):
+            h = jnp.dot(actions, p["first"]["w_a"], precision=self.precision) + f
+            return _apply_trunk(p["trunk"], mish(h), self.precision)[..., 0]
+        return jax.vmap(one)(params, features)
+
+    def apply(self, params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        """Q_1 and Q_2 of (s, a): (..., obs), (..., d) -> (2, ...)."""
+        return self.apply_features(params, actions, self.state_features(params, obs))
+
+    def min_q(self, params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        """Q = min(Q_1, Q_2), the value QVPO uses for scoring and bootstrapping."""
+        return jnp.min(self.apply(params, obs, actions), axis=0)

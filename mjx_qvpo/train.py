@@ -1,0 +1,320 @@
+"""``python -m mjx_qvpo.train --config configs/humanoid.py [--config.field=value ...] [--resume]``
+
+The host loop: validate the config, build the pure training functions, compile the chunk once
+(reported apart), then run chunks, logging between them, evaluating, checkpointing and stopping
+cleanly on SIGINT/SIGTERM or a non-finite quantity. Everything heavy happens inside the compiled
+chunk (``training.py``); this file only does I/O.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mjx_qvpo import checkpoint
+from mjx_qvpo.config import (ConfigError, apply_overrides, derive, load_config_file, resolve,
+                             to_json)
+
+USAGE = ("usage: python -m mjx_qvpo.train --config CONFIG.py [--config.FIELD=VALUE ...] "
+         "[--resume | --overwrite]")
+CONFIG_FILE, METRICS_FILE, CKPT_DIR = "config.json", "metrics.jsonl", "checkpoints"
+# Assumed sustained matmul rate of a small CPU, used only for the start-up time estimate.
+_CPU_FLOPS_GUESS = 5e10
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: a Python literal when it parses as one, else the raw string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return text
+
+
+def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any], dict[str, bool]]:
+    """Split argv into the config path, ``--config.x=v`` overrides and the flags."""
+    path, overrides, flags = None, {}, {"resume": False, "overwrite": False}
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a == "--config" and args:
+            path = args.pop(0)
+        elif a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        elif a.startswith("--config."):
+            body = a[len("--config."):]
+            if "=" in body:
+                name, value = body.split("=", 1)
+            elif args:
+                name, value = body, args.pop(0)
+            else:
+                raise ConfigError(f"{a}: missing value")
+            overrides[name] = parse_value(value)
+        elif a.lstrip("-") in flags:
+            flags[a.lstrip("-")] = True
+        else:
+            raise ConfigError(f"unknown argument {a!r}\n{USAGE}")
+    if path is None:
+        raise ConfigError(f"--config is required\n{USAGE}")
+    if flags["resume"] and flags["overwrite"]:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    return path, overrides, flags
+
+
+def update_flops(cfg, obs_size: int, action_size: int) -> float:
+    """Matmul FLOPs of one learner update (critic + policy), from the network shapes.
+
+    Counts 2 FLOPs per multiply-add; a backward pass counts twice its forward. The state's share
+    of the first layers is counted once per state, as the implementation computes it.
+    """
+    a_h = (*cfg.network.actor_hidden, action_size)
+    c_h = (*cfg.network.critic_hidden, 1)
+    eps_row = 2 * (action_size * a_h[0] + sum(x * y for x, y in zip(a_h[:-1], a_h[1:])))
+    eps_state = 2 * obs_size * a_h[0]
+    q_row = 2 * 2 * (action_size * c_h[0] + sum(x * y for x, y in zip(c_h[:-1], c_h[1:])))
+    q_state = 2 * 2 * obs_size * c_h[0]
+    b, t = cfg.batch_size, cfg.diffusion_steps
+    k, kt = cfg.num_train_samples, cfg.num_target_samples
+    rows = cfg.num_chosen + cfg.num_entropy_samples
+    target = b * (eps_state + q_state) + b * kt * (t * eps_row + q_row)
+    critic = 3 * b * (q_state + q_row)
+    policy = b * (eps_state + q_state) + b * k * (t * eps_row + q_row) + 3 * b * (
+        eps_state + rows * eps_row)
+    return float(target + critic + policy)
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM; the loop finishes the current chunk, checkpoints and exits."""
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C: stop now (the last checkpoint stays)
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\nreceived {signal.Signals(signum).name}: finishing this chunk, then "
+              f"checkpointing", file=sys.stderr, flush=True)
+
+
+def prepare_workdir(workdir: str, resume: bool, overwrite: bool) -> None:
+    """Never overwrite a run silently: an existing run needs --resume or --overwrite."""
+    existing = os.path.exists(os.path.join(workdir, CONFIG_FILE)) or os.path.exists(
+        os.path.join(workdir, METRICS_FILE))
+    if existing and overwrite:
+        shutil.rmtree(workdir)
+    elif existing and not resume:
+        raise ConfigError(f"run directory {workdir!r} already holds a run: pass --resume to "
+                          f"continue it or --overwrite to replace it")
+    elif resume and not existing:
+        raise ConfigError(f"--resume: run directory {workdir!r} holds no run to resume")
+    os.makedirs(workdir, exist_ok=True)
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _first_nonfinite(metrics: dict) -> str | None:
+    if not bool(metrics.get("finite/params", True)):
+        return "network parameters"
+    for k, v in metrics.items():
+        if k.startswith("train/") and k not in ("train/episode_return", "train/episode_length"):
+            if not np.isfinite(v):
+                return k
+    return None
+
+
+def _read_metrics(path: str, upto_step: int) -> list[dict]:
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    row = json.loads(line)
+                    if row["env_steps"] <= upto_step:
+                        rows.append(row)
+    return rows
+
+
+def _console(row: dict, eta: float) -> str:
+    parts = [f"step {row['env_steps']:>10,d}", f"{row['sps']:>9,.0f} sps", f"eta {_fmt_time(eta)}"]
+    for name, key in (("train_ret", "train/episode_return"), ("eval_ret", "eval/episode_return"),
+                      ("critic", "train/critic_loss"), ("actor", "train/actor_loss"),
+                      ("q", "train/q_best")):
+        if key in row and row[key] is not None and np.isfinite(row[key]):
+            parts.append(f"{name} {row[key]:.4g}")
+    return " | ".join(parts)
+
+
+def run(cfg, *, resume: bool = False, overwrite: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+    """Train a validated config to ``total_env_steps``; returns the last metrics row.
+
+    Exits early (after a checkpoint) on SIGINT/SIGTERM, and raises ``FloatingPointError`` on a
+    non-finite loss or parameter, keeping the last good checkpoint untouched.
+    """
+    from mjx_qvpo.training import make_trainer  # imported late: brax/mjx import is slow
+
+    cfg = resolve(cfg)
+    workdir = cfg.workdir
+    prepare_workdir(workdir, resume, overwrite)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+        f.write(to_json(cfg))
+    derived = derive(cfg)
+    backend = jax.default_backend()
+    log(f"mjx_qvpo: task {cfg.task}, {cfg.num_envs} envs, {cfg.updates_per_step} updates/step "
+        f"(update-to-data {derived.update_to_data:.4g}), {derived.total_env_steps:,} env steps in "
+        f"{derived.num_chunks} chunks, device {jax.devices()[0].device_kind} ({backend}), "
+        f"workdir {workdir}")
+
+    trainer = make_trainer(cfg)
+    total_updates = (derived.total_env_steps / cfg.num_envs) * cfg.updates_per_step
+    if backend == "cpu":
+        est = total_updates * update_flops(cfg, trainer.env.observation_size,
+                                           trainer.env.action_size) / _CPU_FLOPS_GUESS
+        if est > 3600:
+            log(f"note: JAX is running on the CPU and this config is sized for a GPU: roughly "
+                f"{est / 3600:,.0f} hours of learner compute on this machine (a rough guess). "
+                f"For a quick CPU run try: python -m mjx_qvpo.train --config "
+                f"configs/inverted_double_pendulum.py")
+
+    key = jax.random.PRNGKey(cfg.seed)
+    k_init, k_eval = jax.random.split(key)
+    ckpt_dir = os.path.join(workdir, CKPT_DIR)
+    skip = () if cfg.checkpoint_buffer else (".buffer",)
+    state, start_step = None, 0
+    if resume:
+        template = jax.eval_shape(trainer.init, k_init)
+        state, start_step = checkpoint.restore_latest(ckpt_dir, template)
+        if state is None:
+            log("no checkpoint found: starting from scratch")
+            start_step = 0
+        else:
+            state = jax.device_put(state)
+            log(f"resumed from env step {start_step:,}")
+    if state is None:
+        state = jax.jit(trainer.init)(k_init)
+
+    metrics_path = os.path.join(workdir, METRICS_FILE)
+    previous = _read_metrics(metrics_path, start_step)
+    with open(metrics_path, "w") as f:  # drop rows newer than the checkpoint we resume from
+        f.writelines(json.dumps(r) + "\n" for r in previous)
+    wall_offset = previous[-1]["wall_time"] if previous else 0.0
+
+    t0 = time.perf_counter()
+    chunk_fn = jax.jit(trainer.chunk, donate_argnums=0).lower(state).compile()
+    eval_fn = jax.jit(trainer.evaluate)
+    compile_s = time.perf_counter() - t0
+    log(f"compiled the training chunk ({derived.steps_per_chunk} training steps = "
+        f"{derived.env_steps_per_chunk:,} env steps) in {compile_s:.1f} s")
+
+    stopper = _Stop()
+    old_handlers = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
+    start_wall = time.perf_counter()
+    last_eval = last_ckpt = start_step
+    chunk_times: list[float] = []
+    row: dict = {}
+    env_step = start_step
+
+    def do_eval(st, step) -> dict:
+        t = time.perf_counter()
+        out = jax.device_get(eval_fn(st, jax.random.fold_in(k_eval, step)))
+        out = {k: float(v) for k, v in out.items()}
+        out["eval/seconds"] = time.perf_counter() - t
+        return out
+
+    def do_save(st, step) -> None:
+        checkpoint.save(ckpt_dir, st, step, keep=cfg.keep_checkpoints, skip=skip)
+
+    try:
+        while env_step < derived.total_env_steps and stopper.signal is None:
+            t = time.perf_counter()
+            new_state, metrics = chunk_fn(state)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            dt = time.perf_counter() - t
+            bad = _first_nonfinite(metrics)
+            new_step = int(new_state.env_steps)
+            if bad is not None:
+                raise FloatingPointError(
+                    f"non-finite {bad} in the chunk ending at env step {new_step:,}; stopping. "
+                    f"The last good checkpoint (step {last_ckpt:,}) in {ckpt_dir} is kept.")
+            state, env_step = new_state, new_step
+            chunk_times.append(dt)
+            row = {"env_steps": env_step, "wall_time": wall_offset + time.perf_counter() - start_wall,
+                   "sps": derived.env_steps_per_chunk / dt,
+                   "updates_per_s": derived.steps_per_chunk * cfg.updates_per_step
+                   * metrics["train/update_fraction"] / dt,
+                   "compile_s": compile_s, **metrics}
+            final = env_step >= derived.total_env_steps
+            if final or (cfg.eval_every_env_steps and
+                         env_step - last_eval >= cfg.eval_every_env_steps):
+                row.update(do_eval(state, env_step))
+                last_eval = env_step
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            remaining = (derived.total_env_steps - env_step) / derived.env_steps_per_chunk
+            log(_console(row, remaining * float(np.median(chunk_times))))
+            if final or stopper.signal is not None or (
+                    cfg.checkpoint_every_env_steps
+                    and env_step - last_ckpt >= cfg.checkpoint_every_env_steps):
+                do_save(state, env_step)
+                last_ckpt = env_step
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    if stopper.signal is not None and env_step < derived.total_env_steps:
+        log(f"stopped at env step {env_step:,}; checkpoint saved. Resume with: python -m "
+            f"mjx_qvpo.train --config {os.path.join(workdir, CONFIG_FILE)} --resume")
+    else:
+        log(f"done: {env_step:,} env steps in {_fmt_time(time.perf_counter() - start_wall)} "
+            f"(+{compile_s:.0f} s compile); metrics in {metrics_path}")
+    return row
+
+
+def load_run_config(path: str, overrides: dict[str, Any]):
+    """A config from a task file (``get_config()``) or a run's saved ``config.json``."""
+    if path.endswith(".json"):
+        from mjx_qvpo.config import from_json
+        with open(path) as f:
+            cfg = from_json(f.read())
+    else:
+        cfg = load_config_file(path)
+    return apply_overrides(cfg, overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; bad input is one clear line on stderr and exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        path, overrides, flags = parse_args(argv)
+        cfg = load_run_config(path, overrides)
+        resolve(cfg)  # validate before anything compiles
+        run(cfg, **flags)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The compiled QVPO training step (QVPO.md section 7) and the pure functions around it.
+
+``make_trainer(cfg)`` returns a ``Trainer`` holding pure functions:
+
+* ``init(key) -> TrainingState``: networks, targets, optimizers, replay buffer, N environments.
+* ``chunk(state) -> (state, metrics)``: ``lax.scan`` of L training steps. One training step =
+  best-of-K_b action selection for all N environments (uniform during warm-up), one environment
+  step, insertion into the on-device replay buffer, then U gradient updates in a ``lax.scan``
+  (critic step, Q-weighted policy step, Polyak targets). Jitted once with the state donated.
+* ``evaluate(state, key) -> metrics``: best-of-K_eval on ``num_eval_envs`` environments.
+
+Everything a run owns is one ``TrainingState`` pytree, so checkpoints save it whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from brax.training.acme import specs
+from brax.training.acme import running_statistics
+
+import envs
+from mjx_qvpo import acting, diffusion, replay
+from mjx_qvpo.config import derive
+from mjx_qvpo.losses import LossConfig, Transition, entropy_coef_schedule, make_losses
+from mjx_qvpo.networks import Critic, NoiseModel, Params
+from mjx_qvpo.q_transforms import QStats, QTransformParams
+
+
+@flax.struct.dataclass
+class TrainingState:
+    """Every array a run owns (QVPO.md sections 1-7); checkpointed whole."""
+    actor_params: Params
+    critic_params: Params
+    target_actor_params: Params
+    target_critic_params: Params
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    normalizer: running_statistics.RunningStatisticsState
+    q_stats: QStats
+    env_state: envs.EnvState
+    buffer: replay.ReplayBuffer
+    key: jax.Array
+    env_steps: jax.Array   # int32 environment steps collected (all N environments)
+    updates: jax.Array     # int32 gradient updates done
+
+
+_PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tensorfloat32": jax.lax.Precision.DEFAULT}
+
+
+def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
+    """The diffusion actor, double-Q critic and schedule described by the config."""
+    precision = _PRECISION[cfg.matmul_precision]
+    net = cfg.network
+    return acting.QVPONetworks(
+        actor=NoiseModel(obs_size, action_size, tuple(net.actor_hidden), net.time_dim,
+                         net.time_hidden, precision),
+        critic=Critic(obs_size, action_size, tuple(net.critic_hidden), precision),
+        schedule=diffusion.make_schedule(cfg.diffusion_steps, cfg.beta_schedule),
+        normalize_observations=cfg.normalize_observations,
+        scan_unroll=cfg.scan_unroll,
+    )
+
+
+def make_env(cfg) -> envs.VecEnv:
+    """The task's vectorized environment (the bandit takes its bumps from ``cfg.bandit``)."""
+    kwargs = {}
+    if cfg.task == "bandit":
+        kwargs = dict(centers=tuple(map(tuple, cfg.bandit.centers)),
+                      heights=tuple(cfg.bandit.heights), widths=tuple(cfg.bandit.widths))
+    return envs.make(cfg.task, episode_length=cfg.episode_length, **kwargs)
+
+
+def make_optimizer(lr: float, cfg) -> optax.GradientTransformation:
+    """Adam with global-norm clipping (QVPO.md section 6)."""
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr, eps=cfg.adam_eps))
+
+
+def polyak(target: Params, online: Params, tau: float) -> Params:
+    """target <- (1 - tau) target + tau online (QVPO.md section 2)."""
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def masked_mean(tree, mask: jax.Array):
+    """Mean over the leading axes of each leaf, counting only entries where mask is 1."""
+    denom = jnp.maximum(jnp.sum(mask), 1.0)
+    return jax.tree.map(lambda x: jnp.sum(x * mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)))
+                        / denom, tree)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """Pure functions of one configured run (see module docstring)."""
+    cfg: Any
+    env: envs.VecEnv
+    nets: acting.QVPONetworks
+    init: Callable[[jax.Array], TrainingState]
+    chunk: Callable[[TrainingState], tuple[TrainingState, dict]]
+    update: Callable[[TrainingState, Transition, jax.Array], tuple[TrainingState, dict]]
+    evaluate: Callable[[TrainingState, jax.Array], dict]
+    policy_params: Callable[[TrainingState], tuple]
+    trace_count: Callable[[], int]
+
+
+def make_trainer(cfg) -> Trainer:
+    """Build the pure training functions for a validated config (nothing is compiled here)."""
+    env = make_env(cfg)
+    obs_size, act_size = env.observation_size, env.action_size
+    nets = make_networks(cfg, obs_size, act_size)
+    loss_cfg = LossConfig(
+        gamma=cfg.gamma, reward_scale=cfg.reward_scale, num_train_samples=cfg.num_train_samples,
+        num_target_samples=cfg.num_target_samples, num_chosen=cfg.num_chosen,
+        num_entropy_samples=cfg.num_entropy_samples, q_transform=cfg.q_transform,
+        q_transform_params=QTransformParams(**cfg.q_transform_params))
+    critic_loss, actor_loss = make_losses(nets, loss_cfg)
+    actor_opt = make_optimizer(cfg.actor_lr, cfg)
+    critic_opt = make_optimizer(cfg.critic_lr, cfg)
+    derived = derive(cfg)
+    n, total = cfg.num_envs, cfg.total_env_steps
+    traces = [0]
+
+    def init(key: jax.Array) -> TrainingState:
+        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+        actor_params = nets.actor.init(k_actor)
+        critic_params = nets.critic.init(k_critic)
+        return TrainingState(
+            actor_params=actor_params, critic_params=critic_params,
+            target_actor_params=actor_params, target_critic_params=critic_params,
+            actor_opt_state=actor_opt.init(actor_params),
+            critic_opt_state=critic_opt.init(critic_params),
+            normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
+            q_stats=QStats.create(),
+            env_state=env.reset(k_env, n),
+            buffer=replay.init(cfg.buffer_size, obs_size, act_size),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32))
+
+    def update(state: TrainingState, batch: Transition, key: jax.Array):
+        """One gradient update: critic, then the Q-weighted policy step with the updated critic,
+        then Polyak averaging of both targets (QVPO.md sections 2-4)."""
+        k_critic, k_actor = jax.random.split(key)
+        batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
+                              next_obs=nets.normalize(batch.next_obs, state.normalizer))
+        (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.critic_params, state.target_actor_params, state.target_critic_params, batch,
+            k_critic)
+        c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, total)
+        (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+            state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
+        a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, a_updates)
+
+        metrics = {**c_metrics, **a_metrics,
+                   "critic_grad_norm": optax.global_norm(c_grads),
+                   "actor_grad_norm": optax.global_norm(a_grads)}
+        state = state.replace(
+            actor_params=actor_params, critic_params=critic_params,
+            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
+            target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+            actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
+            q_stats=q_stats, updates=state.updates + 1)
+        return state, metrics
+
+    def update_many(state: TrainingState, key: jax.Array):
+        """U updates, each on a fresh uniform batch from the buffer (one lax.scan)."""
+        def body(s, k):
+            k_batch, k_update = jax.random.split(k)
+            return update(s, replay.sample(s.buffer, k_batch, cfg.batch_size), k_update)
+        state, metrics = jax.lax.scan(body, state, jax.random.split(key, cfg.updates_per_step))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    def training_step(state: TrainingState, _):
+        """Collect N transitions (best-of-K_b, or uniform during warm-up), store them, then U
+        updates once warm-up is over (QVPO.md sections 5 and 7)."""
+        key, k_act, k_upd = jax.random.split(state.key, 3)
+        obs = state.env_state.obs
+        warm = state.env_steps < cfg.warmup_env_steps
+
+        def policy_action(k):
+            obs_n = nets.normalize(obs, state.normalizer)
+            return acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
+                                    cfg.num_behavior_samples)[0]
+
+        def uniform_action(k):
+            return jax.random.uniform(k, (n, act_size), minval=-1.0, maxval=1.0)
+
+        action = jax.lax.cond(warm, uniform_action, policy_action, k_act)
+        env_state, step = env.step(state.env_state, action)
+        transition = Transition(obs=obs, action=action, reward=step.reward,
+                                next_obs=step.next_obs, terminated=step.terminated)
+        normalizer = state.normalizer
+        if cfg.normalize_observations:
+            normalizer = running_statistics.update(normalizer, obs)
+        state = state.replace(
+            key=key, env_state=env_state, normalizer=normalizer,
+            buffer=replay.insert(state.buffer, transition), env_steps=state.env_steps + n)
+
+        # Updates start after warm-up, and only once the buffer holds a batch (it is empty after
+        # resuming from a checkpoint saved without its buffer).
+        do_update = ((state.env_steps >= cfg.warmup_env_steps)
+                     & (state.buffer.size >= cfg.batch_size))
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+        state, upd_metrics = jax.lax.cond(
+            do_update, update_many, lambda s, k: (s, zeros), state, k_upd)
+        step_metrics = {
+            "episode_return_sum": jnp.sum(step.episode_return * step.done),
+            "episode_length_sum": jnp.sum(step.episode_length * step.done).astype(jnp.float32),
+            "episodes": jnp.sum(step.done),
+            "reward_mean": jnp.mean(step.reward),
+            "updated": do_update.astype(jnp.float32),
+        }
+        return state, (step_metrics, upd_metrics)
+
+    def chunk(state: TrainingState):
+        """L training steps in one lax.scan; metrics reduced to one value each (``train/``)."""
+        traces[0] += 1  # runs at trace time only: counts compilations of the chunk
+        state, (steps, upd) = jax.lax.scan(training_step, state, None,
+                                           length=derived.steps_per_chunk)
+        episodes = jnp.sum(steps["episodes"])
+        metrics = {
+            "train/episode_return": jnp.where(
+                episodes > 0, jnp.sum(steps["episode_return_sum"]) / jnp.maximum(episodes, 1),
+                jnp.nan),
+            "train/episode_length": jnp.where(
+                episodes > 0, jnp.sum(steps["episode_length_sum"]) / jnp.maximum(episodes, 1),
+                jnp.nan),
+            "train/episodes": episodes,
+            "train/reward_mean": jnp.mean(steps["reward_mean"]),
+            "train/update_fraction": jnp.mean(steps["updated"]),
+        }
+        metrics.update({f"train/{k}": v for k, v in masked_mean(upd, steps["updated"]).items()})
+        metrics["finite/params"] = all_finite((state.actor_params, state.critic_params))
+        return state, metrics
+
+    policy_factory = acting.make_inference_fn(nets, cfg.num_eval_samples)
+
+    def policy_params(state: TrainingState):
+        return (state.actor_params, state.critic_params, state.normalizer)
+
+    def evaluate(state: TrainingState, key: jax.Array) -> dict:
+        """Undiscounted return of one episode on each of ``num_eval_envs`` fresh environments,
+        acting with best-of-K_eval (QVPO.md section 5)."""
+        returns, lengths = envs.evaluate_returns(env, policy_factory(policy_params(state)), key,
+                                                 cfg.num_eval_envs)
+        return {"eval/episode_return": jnp.mean(returns),
+                "eval/episode_return_std": jnp.std(returns),
+                "eval/episode_return_min": jnp.min(returns),
+                "eval/episode_return_max": jnp.max(returns),
+                "eval/episode_length": jnp.mean(lengths.astype(jnp.float32))}
+
+    # Shapes of the update metrics, so that the warm-up branch of lax.cond can return zeros of
+    # the same structure without running an update.
+    metric_shapes = jax.eval_shape(
+        lambda s, k: update_many(s, k)[1], jax.eval_shape(init, jax.random.PRNGKey(0)),
+        jax.random.PRNGKey(0))
+
+    return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, update=update,
+                   evaluate=evaluate, policy_params=policy_params,
+                   trace_count=lambda: traces[0])
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every leaf of ``tree`` is finite (a cheap reduction inside the compiled chunk)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
