@@ -160,8 +160,8 @@ def make_trainer(cfg) -> Trainer:
         actor_params = optax.apply_updates(state.actor_params, a_updates)
 
         metrics = {**c_metrics, **a_metrics,
-                   "critic_grad_norm": optax.global_norm(c_grads),
-                   "actor_grad_norm": optax.global_norm(a_grads)}
+                   "critic_grad_norm": optax.tree.norm(c_grads),
+                   "actor_grad_norm": optax.tree.norm(a_grads)}
         state = state.replace(
             actor_params=actor_params, critic_params=critic_params,
             target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),

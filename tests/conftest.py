@@ -1,0 +1,26 @@
+"""Shared test fixtures. The `slow` marker is registered in pyproject.toml."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """A JAX persistent compilation cache shared by the CLI subprocesses of one test session, so a
+    resumed run does not pay the (minutes-long, on CPU) MJX compilation a second time."""
+    return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+@pytest.fixture
+def run_cli(compile_cache):
+    """Run ``python -m <module> args...`` from the repository root; returns the CompletedProcess."""
+    def run(module, *args, timeout=900):
+        env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=compile_cache,
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+        return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    return run
