@@ -96,6 +96,15 @@ def _concat_mlp_eps(model, params, a_t, t, obs, T):
     return h @ trunk[-1]["w"] + trunk[-1]["b"]
 
 
+def test_mish_matches_its_definition():
+    x = jnp.concatenate([jnp.linspace(-30, 30, 601), jnp.array([-1e4, 1e4])])
+    ref = x * jnp.tanh(jax.nn.softplus(x))
+    np.testing.assert_allclose(mish(x), ref, rtol=2e-6, atol=1e-6)
+    g = jax.vmap(jax.grad(mish))(x[:-2])
+    g_ref = jax.vmap(jax.grad(lambda v: v * jnp.tanh(jax.nn.softplus(v))))(x[:-2])
+    np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
 def test_split_first_layer_equals_concat_mlp():
     model = NoiseModel(5, 3, (16, 16, 16), 8, 12, jax.lax.Precision.HIGHEST)
     params = model.init(jax.random.PRNGKey(0))

@@ -1,0 +1,82 @@
+"""`python -m mjx_qvpo.train` as a user runs it: bad input, and a humanoid smoke run that writes
+metrics and checkpoints and resumes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mjx_qvpo.checkpoint import list_checkpoints
+
+# A humanoid run shrunk to seconds of work (the MJX compile still takes minutes on a CPU).
+TINY_HUMANOID = [
+    "--config.num_envs=2", "--config.updates_per_step=1", "--config.batch_size=4",
+    "--config.warmup_env_steps=4", "--config.buffer_size=64", "--config.episode_length=4",
+    "--config.log_every_env_steps=4", "--config.total_env_steps=8",
+    "--config.eval_every_env_steps=0", "--config.checkpoint_every_env_steps=4",
+    "--config.num_eval_envs=1", "--config.diffusion_steps=2", "--config.num_train_samples=2",
+    "--config.num_behavior_samples=2", "--config.num_target_samples=2",
+    "--config.num_eval_samples=2", "--config.num_entropy_samples=2",
+    "--config.network.actor_hidden=(8,)", "--config.network.critic_hidden=(8,)",
+    "--config.network.time_dim=4", "--config.network.time_hidden=8",
+]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.num_envz=4"], "unknown config field 'num_envz'; did you mean 'num_envs'?"),
+    (["--config.task=humanoyd"], "did you mean 'humanoid'?"),
+    (["--config.q_transform=qmax"], "'q_transform' must be one of ['qadv', 'qcut', 'qexpn', 'qrelu']"),
+    (["--config.gamma=1.5"], "'gamma' must be a number >= 0.0 and <= 1.0, got 1.5"),
+    (["--config.num_envs=four"], "num_envs"),
+    (["--config.batch_size=100000"], "'batch_size' (100000) exceeds"),
+    (["--config.network.actor_hidden=(0,)"], "'network.actor_hidden' must be a non-empty tuple"),
+])
+def test_bad_config_is_one_clear_error_before_compiling(run_cli, tmp_path, args, message):
+    r = run_cli("mjx_qvpo.train", "--config", "configs/humanoid.py",
+                f"--config.workdir={tmp_path / 'run'}", *args, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()  # rejected before anything was written or compiled
+
+
+def test_missing_config_file(run_cli):
+    r = run_cli("mjx_qvpo.train", "--config", "configs/nope.py", timeout=120)
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_humanoid_smoke_run_writes_metrics_checkpoints_and_resumes(run_cli, tmp_path):
+    workdir = str(tmp_path / "humanoid")
+    r = run_cli("mjx_qvpo.train", "--config", "configs/humanoid.py",
+                f"--config.workdir={workdir}", *TINY_HUMANOID)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "compiled the training chunk" in r.stdout
+    cfg = json.load(open(os.path.join(workdir, "config.json")))
+    assert cfg["task"] == "humanoid" and cfg["num_envs"] == 2
+    rows = _rows(workdir)
+    assert [row["env_steps"] for row in rows] == [4, 8]
+    for key in ("wall_time", "sps", "train/critic_loss", "train/actor_loss"):
+        assert np.isfinite(rows[-1][key]), key
+    assert "eval/episode_return" in rows[-1]            # evaluated at the end
+    assert [s for s, _ in list_checkpoints(os.path.join(workdir, "checkpoints"))] == [4, 8]
+
+    # The same directory again without --resume is refused, not overwritten.
+    r = run_cli("mjx_qvpo.train", "--config", "configs/humanoid.py",
+                f"--config.workdir={workdir}", *TINY_HUMANOID, timeout=120)
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+    # Resume from the run's saved config with a longer horizon: continues at step 8.
+    r = run_cli("mjx_qvpo.train", "--config", os.path.join(workdir, "config.json"),
+                "--config.total_env_steps=12", "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from env step 8" in r.stdout
+    rows = _rows(workdir)
+    assert [row["env_steps"] for row in rows] == [4, 8, 12]
+    assert rows[-1]["wall_time"] >= rows[1]["wall_time"]
+    assert [s for s, _ in list_checkpoints(os.path.join(workdir, "checkpoints"))] == [4, 8, 12]
