@@ -23,12 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mjx_qvpo import checkpoint
-from mjx_qvpo.config import (ConfigError, apply_overrides, derive, load_config_file, resolve,
-                             to_json)
+from mjx_qvpo.config import (ConfigError, apply_overrides, derive, from_json, load_config_file,
+                             resolve, to_json)
+from mjx_qvpo.runs import CKPT_DIR, CONFIG_FILE, METRICS_FILE, read_metrics
 
 USAGE = ("usage: python -m mjx_qvpo.train --config CONFIG.py [--config.FIELD=VALUE ...] "
          "[--resume | --overwrite]")
-CONFIG_FILE, METRICS_FILE, CKPT_DIR = "config.json", "metrics.jsonl", "checkpoints"
 # Assumed sustained matmul rate of a small CPU, used only for the start-up time estimate.
 _CPU_FLOPS_GUESS = 5e10
 
@@ -140,19 +140,6 @@ def _first_nonfinite(metrics: dict) -> str | None:
     return None
 
 
-def _read_metrics(path: str, upto_step: int) -> list[dict]:
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    row = json.loads(line)
-                    if row["env_steps"] <= upto_step:
-                        rows.append(row)
-    return rows
-
-
 def _console(row: dict, eta: float) -> str:
     parts = [f"step {row['env_steps']:>10,d}", f"{row['sps']:>9,.0f} sps", f"eta {_fmt_time(eta)}"]
     for name, key in (("train_ret", "train/episode_return"), ("eval_ret", "eval/episode_return"),
@@ -213,7 +200,7 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
         state = jax.jit(trainer.init)(k_init)
 
     metrics_path = os.path.join(workdir, METRICS_FILE)
-    previous = _read_metrics(metrics_path, start_step)
+    previous = [r for r in read_metrics(workdir) if r["env_steps"] <= start_step]
     with open(metrics_path, "w") as f:  # drop rows newer than the checkpoint we resume from
         f.writelines(json.dumps(r) + "\n" for r in previous)
     wall_offset = previous[-1]["wall_time"] if previous else 0.0
@@ -291,7 +278,6 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
 def load_run_config(path: str, overrides: dict[str, Any]):
     """A config from a task file (``get_config()``) or a run's saved ``config.json``."""
     if path.endswith(".json"):
-        from mjx_qvpo.config import from_json
         with open(path) as f:
             cfg = from_json(f.read())
     else:
