@@ -82,6 +82,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_env_steps = 100_000  # 0: only at the end
     c.keep_checkpoints = 3
     c.checkpoint_buffer = True         # save the replay buffer too (exact resume; large)
+    c.render_every_eval = False        # also render a short video (mjx_qvpo.render) at each
+                                       # evaluation into <workdir>/videos/ (needs OpenGL)
     # The continuous bandit of section 8 (task "bandit" only).
     c.bandit = ml_collections.ConfigDict(dict(
         centers=((-0.5, -0.5), (0.5, -0.5), (0.0, 0.6)),
@@ -171,6 +173,7 @@ SCHEMA: dict[str, Field] = {
     "checkpoint_every_env_steps": _int(0),
     "keep_checkpoints": _int(1),
     "checkpoint_buffer": Field(bool, None, "true or false"),
+    "render_every_eval": Field(bool, None, "true or false"),
     "bandit.centers": Field((tuple, list), lambda v: len(v) >= 1 and all(
         len(c) == 2 and all(-1.0 <= float(x) <= 1.0 for x in c) for c in v),
         "a non-empty tuple of (x, y) points inside [-1, 1]^2"),
@@ -218,6 +221,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if not len(b.centers) == len(b.heights) == len(b.widths):
         raise ConfigError("config fields 'bandit.centers', 'bandit.heights' and 'bandit.widths' "
                           "must have the same length")
+    if cfg.render_every_eval and cfg.task == "bandit":
+        raise ConfigError("config field 'render_every_eval': task 'bandit' has no physics to render")
     if cfg.num_chosen > cfg.num_train_samples:
         raise ConfigError(f"config field 'num_chosen' must be <= num_train_samples "
                           f"({cfg.num_train_samples}), got {cfg.num_chosen}")

@@ -160,6 +160,9 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     from mjx_qvpo.training import make_trainer  # imported late: brax/mjx import is slow
 
     cfg = resolve(cfg)
+    if cfg.render_every_eval:  # without OpenGL, fail before anything is written or compiled
+        from mjx_qvpo import render
+        render.select_gl_backend()
     workdir = cfg.workdir
     prepare_workdir(workdir, resume, overwrite)
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
@@ -172,6 +175,9 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
         f"workdir {workdir}")
 
     trainer = make_trainer(cfg)
+    video_fn = None
+    if cfg.render_every_eval:
+        video_fn = render.make_video_fn(trainer, min(cfg.episode_length, render.EVAL_VIDEO_STEPS))
     total_updates = (derived.total_env_steps / cfg.num_envs) * cfg.updates_per_step
     if backend == "cpu":
         est = total_updates * update_flops(cfg, trainer.env.observation_size,
@@ -207,10 +213,11 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
 
     t0 = time.perf_counter()
     chunk_fn = jax.jit(trainer.chunk, donate_argnums=0).lower(state).compile()
-    eval_fn = jax.jit(trainer.evaluate)
+    # Evaluation is compiled up front too, so that no compile time hides in the steps/s figures.
+    eval_fn = jax.jit(trainer.evaluate).lower(state, k_eval).compile()
     compile_s = time.perf_counter() - t0
     log(f"compiled the training chunk ({derived.steps_per_chunk} training steps = "
-        f"{derived.env_steps_per_chunk:,} env steps) in {compile_s:.1f} s")
+        f"{derived.env_steps_per_chunk:,} env steps) and evaluation in {compile_s:.1f} s")
 
     stopper = _Stop()
     old_handlers = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -254,6 +261,11 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
                          env_step - last_eval >= cfg.eval_every_env_steps):
                 row.update(do_eval(state, env_step))
                 last_eval = env_step
+                if video_fn is not None:
+                    path = os.path.join(workdir, "videos", f"eval_{env_step:012d}.mp4")
+                    video = video_fn(state, path, jax.random.fold_in(k_eval, env_step))
+                    log(f"rendered {path} (return {video['returns'][0]:.4g}, "
+                        f"{video['rollout_s'] + video['draw_s']:.1f} s)")
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             remaining = (derived.total_env_steps - env_step) / derived.env_steps_per_chunk

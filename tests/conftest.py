@@ -1,5 +1,6 @@
 """Shared test fixtures. The `slow` marker is registered in pyproject.toml."""
 import os
+
 import subprocess
 import sys
 
@@ -19,8 +20,13 @@ def compile_cache(tmp_path_factory):
 def run_cli(compile_cache):
     """Run ``python -m <module> args...`` from the repository root; returns the CompletedProcess."""
     def run(module, *args, timeout=900):
+        # Most of a CLI test's time is XLA compiling MJX physics on the CPU; these flags skip the
+        # costly LLVM optimizations (about a third less compile CPU time for humanoid) and the
+        # tiny workloads do not notice the slower code.
         env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=compile_cache,
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
+                   XLA_FLAGS="--xla_backend_optimization_level=0 "
+                             "--xla_llvm_disable_expensive_passes=true")
         return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout)
     return run

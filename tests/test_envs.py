@@ -1,8 +1,9 @@
 """Tests of the environment suite (envs/): registry, auto-reset wrapper, action scaling, bandit.
 
 MJX compilation on CPU is slow, so every MJX env is built and jitted at most once per test session
-(``_compiled`` cache) with 2 environments. Always run: inverted_pendulum (cheap), hopper (the
-cheapest of the paper's tasks) and the pure-JAX bandit/fake envs; the other MJX tasks are ``slow``.
+(``_compiled`` cache) with 2 environments. Always run: inverted_pendulum (cheap, scales its own
+actions), inverted_double_pendulum (cheap, scaled by the wrapper) and the pure-JAX bandit/fake envs;
+the other MJX tasks are ``slow`` (the humanoid CLI smoke test covers one of the paper's tasks).
 """
 
 import functools
@@ -22,7 +23,7 @@ from envs import bandit as bandit_mod
 from envs.wrappers import SELF_SCALING_BRAX_ENVS, VecEnv, evaluate_returns, scale_action
 
 N = 2
-FAST_TASKS = ("inverted_pendulum", "hopper", "bandit")
+FAST_TASKS = ("inverted_pendulum", "inverted_double_pendulum", "bandit")
 # episode_length used for the shared compiled env of each task (pendulum: short, to test truncation)
 EPISODE_LENGTH = {"inverted_pendulum": 3}
 # brax's own sizes (obs, act) with the default constructor arguments
@@ -177,6 +178,7 @@ def test_termination_is_not_truncation_inverted_pendulum():
     assert ended.all(), "the pendulum did not fall within its 3-step episode"
 
 
+@pytest.mark.slow
 def test_termination_hopper_falls():
     env, reset, step = _compiled("hopper")
     state = reset(jax.random.PRNGKey(5))
@@ -261,7 +263,7 @@ def test_self_scaling_set_matches_brax_sources():
 
 def test_action_reaches_actuators_as_ctrlrange():
     """End to end: the control MJX sees equals the affine map of the clipped normalized action."""
-    for task, high in (("inverted_pendulum", 3.0), ("hopper", 1.0)):
+    for task, high in (("inverted_pendulum", 3.0), ("inverted_double_pendulum", 1.0)):
         env, reset, step = _compiled(task)
         state = reset(jax.random.PRNGKey(0))
         act = np.zeros((N, env.action_size), np.float32)
