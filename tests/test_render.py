@@ -191,3 +191,14 @@ def test_train_renders_a_video_at_each_evaluation(run_cli, tmp_path):
     assert videos == ["eval_000000000004.mp4", "eval_000000000008.mp4"]
     assert read_frames(str(workdir / "videos" / videos[-1])).shape == (12, 240, 320, 3)
     assert "rendered" in r.stdout
+
+
+def test_render_every_eval_is_a_checked_config_field():
+    from mjx_qvpo.config import apply_overrides, load_config_file, resolve
+    cfg = load_config_file("configs/inverted_pendulum.py")
+    assert cfg.render_every_eval is False
+    assert resolve(apply_overrides(cfg, {"render_every_eval": True})).render_every_eval is True
+    with pytest.raises(ConfigError, match="render_every_eval"):
+        resolve(apply_overrides(cfg, {"render_every_eval": 3}))
+    with pytest.raises(ConfigError, match="no physics to render"):
+        resolve(apply_overrides(load_config_file("configs/bandit.py"), {"render_every_eval": True}))
