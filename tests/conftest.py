@@ -9,11 +9,16 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def compile_cache(tmp_path_factory):
-    """A JAX persistent compilation cache shared by the CLI subprocesses of one test session, so a
-    resumed run does not pay the (minutes-long, on CPU) MJX compilation a second time."""
-    return str(tmp_path_factory.mktemp("jax_cache"))
+    """A JAX persistent compilation cache shared by this test process and the CLI subprocesses of
+    one test session: a resumed or repeated run with the same shapes then does not pay the
+    (minutes-long, on CPU) compilation again."""
+    import jax
+    path = str(tmp_path_factory.mktemp("jax_cache"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
 
 
 @pytest.fixture

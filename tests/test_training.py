@@ -100,3 +100,23 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert [r["env_steps"] for r in _metrics(tmp_path / "c")] == [64, 128]
     _run(cfg_c, resume=True)
     assert _metrics(tmp_path / "c") == _metrics(tmp_path / "a")
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A reward scale of 1e30 overflows the squared TD error to inf in float32: the run must stop
+    at the first chunk with updates, name the quantity and the env step, and leave the checkpoint
+    of the last good chunk untouched."""
+    from mjx_qvpo.checkpoint import list_checkpoints
+    cfg = bandit_cfg(workdir=str(tmp_path / "nan"), reward_scale=1e30, warmup_env_steps=128,
+                     checkpoint_every_env_steps=64, total_env_steps=256,
+                     **{"network.actor_hidden": (16,), "network.critic_hidden": (16,),
+                        "network.time_hidden": 16})
+    with pytest.raises(FloatingPointError, match=r"non-finite train/\w+ .* env step 128"):
+        _run(cfg)
+    # Chunk 1 (env steps 1-64) is all warm-up and is checkpointed; chunk 2 ends with the first
+    # update (at env step 128), which overflows: nothing after step 64 may have been saved.
+    ckpts = list_checkpoints(str(tmp_path / "nan" / "checkpoints"))
+    assert [s for s, _ in ckpts] == [64]
+    from mjx_qvpo.runs import load_state
+    _, _, state, step = load_state(str(tmp_path / "nan"))
+    assert step == 64 and int(state.updates) == 0
