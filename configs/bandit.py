@@ -23,3 +23,12 @@ def get_config():
     c.log_every_env_steps = 4_096
     c.checkpoint_every_env_steps = 32_768
     return c
+
+
+def get_experiment_config():
+    """The bandit experiment's protocol (``python -m mjx_qvpo.experiments.bandit``, QVPO.md
+    section 8): these bumps and networks plus num_seeds, num_epochs, samples_per_epoch, the entropy
+    settings, snapshot epochs and workdir. Kept apart from ``get_config()`` so that the trainer's
+    schema stays unchanged."""
+    from mjx_qvpo.experiments.bandit import experiment_config
+    return experiment_config(get_config())
