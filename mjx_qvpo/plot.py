@@ -149,6 +149,7 @@ def plot_runs(workdirs: Sequence[str], out: str, *, x: str = "env_steps",
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     x_max = max(float(c[0][-1]) for cs in curves.values() for c in cs)
     scale, x_label = 1.0, "environment steps"
@@ -173,7 +174,7 @@ def plot_runs(workdirs: Sequence[str], out: str, *, x: str = "env_steps",
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     if x == "env_steps":
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
     fig.tight_layout()
     stem = os.path.splitext(out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
@@ -182,6 +183,14 @@ def plot_runs(workdirs: Sequence[str], out: str, *, x: str = "env_steps",
         fig.savefig(p)
     plt.close(fig)
     return paths
+
+
+def _steps_label(value: float, _pos=None) -> str:
+    """Tick label of an env-step count: 0, 500, 20k, 1.5M."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.4g}{suffix}"
+    return f"{value:.4g}"
 
 
 def default_out(workdirs: Sequence[str], x: str) -> str:
