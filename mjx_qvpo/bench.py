@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, overrides, _ = parse_args(argv)
         cfg = load_run_config(path, overrides)
         # One chunk = `chunk` training steps; warm-up off (the buffer is pre-filled instead).
-        chunk = 2 if quick else 4
+        chunk = 1 if quick else 4
         cfg.log_every_env_steps = chunk * cfg.num_envs
         cfg.warmup_env_steps = 0 if cfg.batch_size <= cfg.num_envs else cfg.batch_size
         cfg = resolve(cfg)
@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = jax.devices()[0]
     print(f"bench: {cfg.task} on {device.device_kind} ({jax.default_backend()}), "
           f"{'quick, ' if quick else ''}{repeats} repeats", flush=True)
-    results = run_bench(cfg, repeats=repeats, chunk_steps=2 if quick else 4)
+    results = run_bench(cfg, repeats=repeats, chunk_steps=1 if quick else 4)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device.device_kind, "backend": jax.default_backend(),

@@ -8,7 +8,6 @@ training step differentiates; nothing here holds state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import flax.struct
 import jax

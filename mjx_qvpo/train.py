@@ -19,7 +19,6 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mjx_qvpo import checkpoint
