@@ -289,6 +289,9 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]
         try:
             node[leaf] = value
         except (TypeError, ValueError) as e:
+            if name in SCHEMA:  # ConfigDict refused the type: say what the field allows
+                raise ConfigError(f"config field {name!r} must be {SCHEMA[name].allowed}, "
+                                  f"got {value!r}") from None
             raise ConfigError(f"config field {name!r}: {e}") from None
     return cfg
 
@@ -309,9 +312,18 @@ def to_json(cfg) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-    """Inverse of ``to_json``: lists that the schema declares as tuples become tuples again."""
+    """Inverse of ``to_json``: lists become tuples again. Fields added to ``base_config`` since the
+    file was written take their defaults, so older runs stay resumable; fields that no longer
+    exist are kept, and ``validate`` then names them."""
     def tup(x):
         return tuple(tup(i) for i in x) if isinstance(x, list) else x
-    def conv(d):
-        return {k: conv(v) if isinstance(v, dict) else tup(v) for k, v in d.items()}
-    return ml_collections.ConfigDict(conv(json.loads(text)))
+
+    def merge(node: ml_collections.ConfigDict, saved: dict):
+        for k, v in saved.items():
+            if isinstance(v, dict) and isinstance(node.get(k), ml_collections.ConfigDict):
+                merge(node[k], v)
+            else:
+                node[k] = tup(v)
+    cfg = base_config()
+    merge(cfg, json.loads(text))
+    return cfg
