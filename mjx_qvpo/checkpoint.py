@@ -22,6 +22,10 @@ import numpy as np
 _NAME = re.compile(r"ckpt_(\d+)\.npz$")
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (the message says why and that older ones are intact)."""
+
+
 def _paths(tree) -> list[str]:
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
@@ -57,6 +61,11 @@ def save(directory: str, state, step: int, keep: int = 3, skip: tuple[str, ...] 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
+    except OSError as e:  # e.g. a full disk: the previous checkpoints are untouched
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointError(f"could not write checkpoint {final}: {e.strerror or e}; the "
+                              f"previous checkpoints in {directory} are intact") from e
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
