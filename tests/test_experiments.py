@@ -160,6 +160,7 @@ TOY_TRAINER = ["--config.num_envs=8", "--config.updates_per_step=1", "--config.b
                "--config.network.time_dim=4", "--config.network.time_hidden=8"]
 
 
+@pytest.mark.slow  # two vmapped trainer compilations: about 2-3 minutes on a shared 2-core CPU
 def test_ablate_toy_grid_writes_table_plot_and_json(tmp_path):
     """2 variants x 2 seeds of the real trainer on the bandit, a few chunks (seeds vmapped)."""
     out = tmp_path / "abl"

@@ -51,7 +51,8 @@ USAGE = ("usage: python -m mjx_qvpo.experiments.ablate --config CONFIG.py --grid
 
 # ------------------------------------------------------------------------------- grid parsing
 def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split at ``sep`` outside brackets and quotes: "(1, 2),(3, 4)" -> ["(1, 2)", "(3, 4)"]."""
+    """Grid syntax helper (section 8 ablations): split at ``sep`` outside brackets and quotes,
+    "(1, 2),(3, 4)" -> ["(1, 2)", "(3, 4)"]."""
     parts, depth, quote, cur = [], 0, None, ""
     for ch in text:
         if quote:
@@ -72,7 +73,8 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
 
 
 def parse_grid(spec: str) -> tuple[str, list[Any]]:
-    """``FIELD=V1,V2,...`` -> (field, [values]) with values parsed like ``mjx_qvpo.train``."""
+    """One ablation axis (section 8): ``FIELD=V1,V2,...`` -> (field, [values]), values parsed
+    like ``mjx_qvpo.train``."""
     from mjx_qvpo.train import parse_value
     if "=" not in spec:
         raise ConfigError(f"--grid {spec!r}: expected FIELD=V1,V2,...")
@@ -85,7 +87,8 @@ def parse_grid(spec: str) -> tuple[str, list[Any]]:
 
 
 def parse_variant(spec: str) -> dict[str, Any]:
-    """``"F1=V1 F2=V2"`` -> {F1: V1, F2: V2} (one variant changing several fields)."""
+    """``"F1=V1 F2=V2"`` -> {F1: V1, F2: V2}: one variant changing several fields (for the
+    "T = 20 with entropy vs larger T without" claim of section 8)."""
     from mjx_qvpo.train import parse_value
     out = {}
     for item in split_top_level(spec.strip(), " "):
@@ -101,7 +104,8 @@ def parse_variant(spec: str) -> dict[str, Any]:
 
 
 def parse_cli(argv: Sequence[str]) -> dict:
-    """Parse the command line into {config, overrides, grids, variants, cross, seeds, out}."""
+    """Parse the ablation command line (section 8) into {config, overrides, grids, variants,
+    cross, seeds, out}."""
     from mjx_qvpo.train import parse_value
     a = {"config": None, "overrides": {}, "grids": [], "variants": [], "cross": False,
          "seeds": None, "out": None}
@@ -155,7 +159,7 @@ def parse_cli(argv: Sequence[str]) -> dict:
 
 def make_variants(grids: Sequence[tuple[str, list]], extra: Sequence[dict], cross: bool
                   ) -> list[dict[str, Any]]:
-    """The list of variants, each a dict of field changes from the base ({} is the base).
+    """The section 8 ablation variants, each a dict of field changes from the base ({} is the base).
 
     One factor at a time by default, the full product with ``cross``; duplicates (the same
     resolved changes) are kept once, in order.
@@ -170,14 +174,14 @@ def make_variants(grids: Sequence[tuple[str, list]], extra: Sequence[dict], cros
 
 
 def variant_name(changes: dict[str, Any]) -> str:
-    """Short label: "base" or "f1=v1, f2=v2" (field names shortened to their last part)."""
+    """Short label of a section 8 variant: "base" or "f1=v1, f2=v2" (last part of each field name)."""
     if not changes:
         return "base"
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in changes.items())
 
 
 def resolve_variants(base, variants: Sequence[dict]) -> list[tuple[str, dict, Any]]:
-    """Apply and validate every variant up front (bad values fail before anything compiles);
+    """Apply and validate every section 8 variant up front (bad values fail before anything compiles);
     variants identical to an earlier one once resolved are dropped."""
     out, seen = [], {}
     for changes in variants:
@@ -274,7 +278,7 @@ def summarize_variant(res: dict) -> dict:
 
 # ---------------------------------------------------------------------------------- reporting
 def write_table(results: list[dict], path: str, command: str, num_seeds: int, steps: int) -> str:
-    """Markdown table of final returns (mean +- std over seeds), one row per variant."""
+    """Markdown table of the section 8 ablation's final returns (mean +- std over seeds)."""
     lines = [f"Final evaluation return after {steps:,} env steps, {num_seeds} seeds per variant "
              f"(mean +- std over seeds; per-seed values; mean of all evaluations during training "
              f"as a learning-speed measure).", "",
@@ -294,7 +298,8 @@ def write_table(results: list[dict], path: str, command: str, num_seeds: int, st
 
 
 def plot_curves(results: list[dict], path: str, title: str) -> None:
-    """Eval and train return against env steps: mean over seeds, min-max band."""
+    """Section 8 ablation learning curves: eval and train return against env steps, mean over
+    seeds with a min-max band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -325,7 +330,7 @@ def plot_curves(results: list[dict], path: str, title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
-    """Command-line entry point; bad input is one line on stderr and exit status 2."""
+    """Command line of the section 8 ablations; bad input is one line on stderr and exit status 2."""
     from mjx_qvpo.train import load_run_config
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

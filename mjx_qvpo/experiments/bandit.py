@@ -95,7 +95,7 @@ def _is_number(x) -> bool:
 
 
 def validate_experiment(c: ml_collections.ConfigDict) -> None:
-    """Check the experiment config; raises ConfigError naming the field (one line)."""
+    """Check the section 8 protocol config; raises ConfigError naming the field (one line)."""
     b = c.bandit
     try:
         centers = np.asarray(b.centers, dtype=np.float64)
@@ -148,15 +148,16 @@ def validate_experiment(c: ml_collections.ConfigDict) -> None:
 
 
 def snapshot_epochs(c) -> tuple[int, ...]:
-    """Sorted snapshot epochs, always including 0 (the initial policy) and the last epoch."""
+    """Epochs whose policy samples are kept (section 8 figure): sorted, always with 0 (the initial
+    policy) and the last epoch."""
     e = c.num_epochs
     chosen = c.snapshot_epochs or (0, e // 8, e // 4, e // 2, e)
     return tuple(sorted(set(int(x) for x in chosen) | {0, e}))
 
 
 def load_experiment_config(path: str, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-    """Config from a file's ``get_experiment_config()`` (or ``experiment_config(get_config())``
-    when it has none), with ``--config.x=v`` overrides applied and validated."""
+    """Section 8 protocol config from a file's ``get_experiment_config()`` (or
+    ``experiment_config(get_config())`` when it has none), with ``--config.x=v`` overrides applied and validated."""
     if not os.path.exists(path):
         raise ConfigError(f"config file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("_mjx_qvpo_experiment_config", path)
@@ -260,7 +261,8 @@ def make_runner(cfg) -> Runner:
 
 
 def seed_keys(cfg) -> jax.Array:
-    """Key of experiment seed i: fold_in(PRNGKey(cfg.seed), i); shared by both variants."""
+    """Key of experiment seed i: fold_in(PRNGKey(cfg.seed), i); shared by both variants of
+    section 8, so each seed compares entropy on/off from the same initial network."""
     base = jax.random.PRNGKey(cfg.seed)
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(cfg.num_seeds))
 
@@ -288,7 +290,8 @@ def summarize_samples(samples: np.ndarray, cfg) -> dict:
 
 
 def uniform_mean_reward(cfg) -> float:
-    """E[r(a)] for a ~ U([-1, 1]^2): the reward of the uniform policy (exact, via erf)."""
+    """E[r(a)] for a ~ U([-1, 1]^2): the uniform policy's reward, the baseline of section 8
+    (exact, via erf)."""
     total = 0.0
     for (cx, cy), hh, ww in zip(cfg.bandit.centers, cfg.bandit.heights, cfg.bandit.widths):
         f = lambda m: (math.sqrt(math.pi / 2) * ww * (  # noqa: E731
@@ -368,7 +371,8 @@ def plot(cfg, results: dict[str, dict], epochs: Sequence[int], path: str) -> Non
 
 
 def plot_curves(results: dict[str, dict], path: str) -> None:
-    """Mean reward of each epoch's 64 samples: mean over seeds and the 10-90% band."""
+    """Section 8 learning curves: mean reward of each epoch's samples, mean over seeds and the
+    10-90% band."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -389,7 +393,7 @@ def plot_curves(results: dict[str, dict], path: str) -> None:
 
 # ------------------------------------------------------------------------------------ running
 def run_experiment(cfg, log: Callable[[str], None] = print) -> dict:
-    """Run both variants over all seeds, write the figure and summary; returns the summary."""
+    """Run both section 8 variants over all seeds, write the figure and summary; returns it."""
     runner = make_runner(cfg)
     keys = seed_keys(cfg)
     results = {}
@@ -420,7 +424,8 @@ def run_experiment(cfg, log: Callable[[str], None] = print) -> dict:
 
 
 def parse_cli(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """``--config FILE`` and ``--config.x=v`` overrides (values parsed like mjx_qvpo.train)."""
+    """``--config FILE`` and ``--config.x=v`` overrides (values parsed like mjx_qvpo.train) of the
+    section 8 experiment."""
     from mjx_qvpo.train import parse_value
     path, overrides, args = None, {}, list(argv)
     while args:
@@ -446,7 +451,7 @@ def parse_cli(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; bad input is one line on stderr and exit status 2."""
+    """Command line of the section 8 bandit; bad input is one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         path, overrides = parse_cli(argv)
