@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
 
 # Keys of the JSON summary (tests and scripts rely on these).
@@ -102,14 +103,9 @@ def describe(summary: dict) -> str:
             f"{summary['length_mean']:.4g} (took {summary['seconds']:.1f} s incl. compile)")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 2, like every other bad input
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.evaluate``."""
-    p = _Parser(prog="python -m mjx_qvpo.evaluate",
+    p = ArgumentParser(prog="python -m mjx_qvpo.evaluate",
                 description="Mean, std, min and max return of a checkpoint over M episodes.")
     p.add_argument("--workdir", required=True, help="run directory")
     p.add_argument("--episodes", type=int, required=True, metavar="M",

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
 
 X_AXES = ("env_steps", "wall_time")
@@ -201,14 +202,9 @@ def default_out(workdirs: Sequence[str], x: str) -> str:
     return os.path.join("results", "plots", f"{'+'.join(tasks)}_{x}.png")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 2, like every other bad input
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.plot``."""
-    p = _Parser(prog="python -m mjx_qvpo.plot",
+    p = ArgumentParser(prog="python -m mjx_qvpo.plot",
                 description="Learning curves (PNG and SVG) of one or more runs; runs that differ "
                             "only in seed are averaged with a shaded ± std band.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
 
 APT_PACKAGES = "libegl1 libegl-mesa0 libgl1 libopengl0 libgl1-mesa-dri libglx-mesa0 libosmesa6"
@@ -382,14 +383,9 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit status 2, like every other bad input
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.render``."""
-    p = _Parser(prog="python -m mjx_qvpo.render",
+    p = ArgumentParser(prog="python -m mjx_qvpo.render",
                 description="Render a run's evaluation policy to an MP4 or GIF (MUJOCO_GL selects "
                             "the OpenGL backend: egl, osmesa; unset tries egl then osmesa).")
     p.add_argument("--workdir", required=True, help="run directory")
