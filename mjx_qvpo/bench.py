@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         del argv[i:i + 2]
     argv = [a for a in argv if a != "--quick"]
     try:
-        path, overrides, _ = parse_args(argv)
+        path, overrides, _ = parse_args(argv, flag_names=())
         cfg = load_run_config(path, overrides)
         # One chunk = `chunk` training steps; warm-up off (the buffer is pre-filled instead).
         chunk = 1 if quick else 4

@@ -43,9 +43,11 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any], dict[str, bool]]:
-    """Split argv into the config path, ``--config.x=v`` overrides and the flags."""
-    path, overrides, flags = None, {}, {"resume": False, "overwrite": False}
+def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "overwrite"),
+               usage: str = USAGE) -> tuple[str, dict[str, Any], dict[str, bool]]:
+    """Split argv into the config path, ``--config.x=v`` overrides and the boolean ``--flags``
+    (those in ``flag_names``); anything else is a ConfigError that shows ``usage``."""
+    path, overrides, flags = None, {}, {name: False for name in flag_names}
     args = list(argv)
     while args:
         a = args.pop(0)
@@ -65,10 +67,10 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any], dict[str, bool
         elif a.lstrip("-") in flags:
             flags[a.lstrip("-")] = True
         else:
-            raise ConfigError(f"unknown argument {a!r}\n{USAGE}")
+            raise ConfigError(f"unknown argument {a!r}\n{usage}")
     if path is None:
-        raise ConfigError(f"--config is required\n{USAGE}")
-    if flags["resume"] and flags["overwrite"]:
+        raise ConfigError(f"--config is required\n{usage}")
+    if flags.get("resume") and flags.get("overwrite"):
         raise ConfigError("--resume and --overwrite exclude each other")
     return path, overrides, flags
 
