@@ -67,9 +67,9 @@ def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "over
         elif a.lstrip("-") in flags:
             flags[a.lstrip("-")] = True
         else:
-            raise ConfigError(f"unknown argument {a!r}\n{usage}")
+            raise ConfigError(f"unknown argument {a!r}; {usage}")
     if path is None:
-        raise ConfigError(f"--config is required\n{usage}")
+        raise ConfigError(f"--config is required; {usage}")
     if flags.get("resume") and flags.get("overwrite"):
         raise ConfigError("--resume and --overwrite exclude each other")
     return path, overrides, flags

@@ -29,10 +29,8 @@ keys ``python -m mjx_qvpo.train --config.seed=s`` would use. Writes to ``--out``
 
 from __future__ import annotations
 
-import ast
 import itertools
 import json
-import math
 import os
 import sys
 import time

@@ -424,29 +424,10 @@ def run_experiment(cfg, log: Callable[[str], None] = print) -> dict:
 
 
 def parse_cli(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """``--config FILE`` and ``--config.x=v`` overrides (values parsed like mjx_qvpo.train) of the
+    """``--config FILE`` and ``--config.x=v`` overrides (parsed as by mjx_qvpo.train) of the
     section 8 experiment."""
-    from mjx_qvpo.train import parse_value
-    path, overrides, args = None, {}, list(argv)
-    while args:
-        a = args.pop(0)
-        if a == "--config" and args:
-            path = args.pop(0)
-        elif a.startswith("--config="):
-            path = a.split("=", 1)[1]
-        elif a.startswith("--config."):
-            body = a[len("--config."):]
-            if "=" in body:
-                name, value = body.split("=", 1)
-            elif args:
-                name, value = body, args.pop(0)
-            else:
-                raise ConfigError(f"{a}: missing value")
-            overrides[name] = parse_value(value)
-        else:
-            raise ConfigError(f"unknown argument {a!r}; {USAGE}")
-    if path is None:
-        raise ConfigError(f"--config is required; {USAGE}")
+    from mjx_qvpo.train import parse_args
+    path, overrides, _ = parse_args(argv, flag_names=(), usage=USAGE)
     return path, overrides
 
 
