@@ -89,6 +89,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path):
     again = bandit_cfg(workdir=str(tmp_path / "b"), **small)
     _run(again)
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    # An existing run is refused without a flag, and --overwrite replaces it entirely.
+    from mjx_qvpo.config import ConfigError
+    with pytest.raises(ConfigError, match="--resume"):
+        _run(again)
+    (tmp_path / "b" / "stale.txt").write_text("from the old run")
+    _run(again, overwrite=True)
+    assert not (tmp_path / "b" / "stale.txt").exists()
+    assert _metrics(tmp_path / "b") == _metrics(tmp_path / "a")
 
     # Interrupt with SIGINT right after the chunk that ends at env step 128 (the handler lets the
     # chunk finish, checkpoints and returns), then resume to the end.
