@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjx_qvpo.config import ConfigError, resolve
+from mjx_qvpo.config import ConfigError, derive, resolve
 from mjx_qvpo.train import load_run_config, parse_args, update_flops
 
 
@@ -44,11 +44,11 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n ** 3 / median_time(f, a, repeats=repeats)
 
 
-def run_bench(cfg, *, repeats: int = 5, chunk_steps: int = 4) -> dict:
+def run_bench(cfg, *, repeats: int = 5) -> dict:
     """Measure the parts and the whole of the training step for a resolved config (see module doc).
 
     The replay buffer is pre-filled with random transitions and warm-up is off, so every measured
-    training step performs its U updates.
+    training step performs its U updates. Physics is timed over as many steps as one chunk holds.
     """
     from mjx_qvpo import acting, replay
     from mjx_qvpo.losses import Transition
@@ -57,6 +57,7 @@ def run_bench(cfg, *, repeats: int = 5, chunk_steps: int = 4) -> dict:
     trainer = make_trainer(cfg)
     env, nets = trainer.env, trainer.nets
     n, u = cfg.num_envs, cfg.updates_per_step
+    chunk_steps = derive(cfg).steps_per_chunk
     obs_size, act_size = env.observation_size, env.action_size
     key = jax.random.PRNGKey(cfg.seed)
     state = jax.jit(trainer.init)(key)
@@ -96,7 +97,7 @@ def run_bench(cfg, *, repeats: int = 5, chunk_steps: int = 4) -> dict:
     chunk = jax.jit(trainer.chunk).lower(state).compile()
     out["compile_chunk_s"] = time.perf_counter() - t0
     t = median_time(chunk, state, repeats=repeats)
-    per_step = t / trainer_chunk_steps(cfg)
+    per_step = t / chunk_steps
     out["train_step_s"] = per_step
     out["train_env_steps_per_s"] = n / per_step
     out["train_updates_per_s"] = u / per_step
@@ -104,12 +105,6 @@ def run_bench(cfg, *, repeats: int = 5, chunk_steps: int = 4) -> dict:
     out["sum_of_parts_s"] = parts
     out["fused_overhead"] = per_step / parts - 1.0
     return out
-
-
-def trainer_chunk_steps(cfg) -> int:
-    """Training steps in one compiled chunk (derived from log_every_env_steps)."""
-    from mjx_qvpo.config import derive
-    return derive(cfg).steps_per_chunk
 
 
 def to_markdown(report: dict) -> str:
@@ -166,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = jax.devices()[0]
     print(f"bench: {cfg.task} on {device.device_kind} ({jax.default_backend()}), "
           f"{'quick, ' if quick else ''}{repeats} repeats", flush=True)
-    results = run_bench(cfg, repeats=repeats, chunk_steps=1 if quick else 4)
+    results = run_bench(cfg, repeats=repeats)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device.device_kind, "backend": jax.default_backend(),
