@@ -75,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.normalize_observations = False   # running mean/std normalization of observations
     c.matmul_precision = "float32"     # float32 (exact) or tensorfloat32 (GPU fast path, opt-in)
     c.scan_unroll = 1                  # unroll of the denoising scan (speed knob, same result)
+    c.num_devices = 0                  # devices per process, data-parallel; 0: all local devices
     # Evaluation, logging, checkpoints.
     c.eval_every_env_steps = 100_000   # 0: only at the end
     c.num_eval_envs = 16
@@ -195,6 +196,7 @@ SCHEMA: dict[str, Field] = {
     "normalize_observations": Field(bool, None, "true or false"),
     "matmul_precision": _choice(MATMUL_PRECISIONS),
     "scan_unroll": _int(1),
+    "num_devices": _int(0),
     "eval_every_env_steps": _int(0),
     "num_eval_envs": _int(1),
     "log_every_env_steps": _int(1),

@@ -43,7 +43,7 @@ def load_state(workdir: str, step: int | None = None):
     from mjx_qvpo.training import make_trainer  # brax/mjx import is slow; only when needed
 
     cfg = load_config(workdir)
-    trainer = make_trainer(cfg)
+    trainer = make_trainer(cfg, single_device=True)  # checkpoints load on any device count
     template = jax.eval_shape(trainer.init, jax.random.PRNGKey(cfg.seed))
     ckpt_dir = os.path.join(workdir, CKPT_DIR)
     if step is None:

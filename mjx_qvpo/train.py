@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from mjx_qvpo import checkpoint
+from mjx_qvpo import checkpoint, distributed
 from mjx_qvpo.config import (ConfigError, apply_overrides, derive, from_json, load_config_file,
                              resolve, to_json)
 from mjx_qvpo.runs import CKPT_DIR, CONFIG_FILE, METRICS_FILE, read_metrics
@@ -161,19 +161,26 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     from mjx_qvpo.training import make_trainer  # imported late: brax/mjx import is slow
 
     cfg = resolve(cfg)
+    distributed.check_divisibility(cfg)  # device counts are known only here; before any write
+    main_process = distributed.is_main_process()
+    if not main_process:  # other processes compute in lockstep but write nothing
+        log = lambda line: None  # noqa: E731
     if cfg.render_every_eval:  # without OpenGL, fail before anything is written or compiled
         from mjx_qvpo import render
         render.select_gl_backend()
     workdir = cfg.workdir
-    prepare_workdir(workdir, resume, overwrite)
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-        f.write(to_json(cfg))
+    if main_process:
+        prepare_workdir(workdir, resume, overwrite)
+        with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+            f.write(to_json(cfg))
     derived = derive(cfg)
     backend = jax.default_backend()
+    devices = distributed.total_devices(cfg)
     log(f"mjx_qvpo: task {cfg.task}, {cfg.num_envs} envs, {cfg.updates_per_step} updates/step "
         f"(update-to-data {derived.update_to_data:.4g}), {derived.total_env_steps:,} env steps in "
-        f"{derived.num_chunks} chunks, device {jax.devices()[0].device_kind} ({backend}), "
-        f"workdir {workdir}")
+        f"{derived.num_chunks} chunks, {devices} x {jax.devices()[0].device_kind} ({backend}"
+        + (f", {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + f"), workdir {workdir}")
 
     trainer = make_trainer(cfg)
     video_fn = None
@@ -196,20 +203,21 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     state, start_step = None, 0
     if resume:
         template = jax.eval_shape(trainer.init, k_init)
-        state, start_step = checkpoint.restore_latest(ckpt_dir, template)
+        state, start_step = restore_on_every_process(ckpt_dir, template)
         if state is None:
             log("no checkpoint found: starting from scratch")
             start_step = 0
         else:
-            state = jax.device_put(state)
-            log(f"resumed from env step {start_step:,}")
+            state = place_state(trainer, state)
+            log(f"resumed from env step {start_step:,} on {devices} device(s)")
     if state is None:
-        state = jax.jit(trainer.init)(k_init)
+        state = jax.jit(trainer.init, out_shardings=trainer.shardings)(k_init)
 
     metrics_path = os.path.join(workdir, METRICS_FILE)
     previous = [r for r in read_metrics(workdir) if r["env_steps"] <= start_step]
-    with open(metrics_path, "w") as f:  # drop rows newer than the checkpoint we resume from
-        f.writelines(json.dumps(r) + "\n" for r in previous)
+    if main_process:  # drop rows newer than the checkpoint we resume from
+        with open(metrics_path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in previous)
     wall_offset = previous[-1]["wall_time"] if previous else 0.0
 
     t0 = time.perf_counter()
@@ -230,19 +238,21 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
 
     def do_eval(st, step) -> dict:
         t = time.perf_counter()
-        out = jax.device_get(eval_fn(st, jax.random.fold_in(k_eval, step)))
+        out = distributed.to_host(eval_fn(st, jax.random.fold_in(k_eval, step)))
         out = {k: float(v) for k, v in out.items()}
         out["eval/seconds"] = time.perf_counter() - t
         return out
 
     def do_save(st, step) -> None:
-        checkpoint.save(ckpt_dir, st, step, keep=cfg.keep_checkpoints, skip=skip)
+        host = distributed.to_host(st)  # a collective when several processes hold shards
+        if main_process:
+            checkpoint.save(ckpt_dir, host, step, keep=cfg.keep_checkpoints, skip=skip)
 
     try:
         while env_step < derived.total_env_steps and stopper.signal is None:
             t = time.perf_counter()
             new_state, metrics = chunk_fn(state)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            metrics = {k: float(v) for k, v in distributed.to_host(metrics).items()}
             dt = time.perf_counter() - t
             bad = _first_nonfinite(metrics)
             new_step = int(new_state.env_steps)
@@ -262,13 +272,14 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
                          env_step - last_eval >= cfg.eval_every_env_steps):
                 row.update(do_eval(state, env_step))
                 last_eval = env_step
-                if video_fn is not None:
+                if video_fn is not None and main_process:
                     path = os.path.join(workdir, "videos", f"eval_{env_step:012d}.mp4")
                     video = video_fn(state, path, jax.random.fold_in(k_eval, env_step))
                     log(f"rendered {path} (return {video['returns'][0]:.4g}, "
                         f"{video['rollout_s'] + video['draw_s']:.1f} s)")
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if main_process:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
             remaining = (derived.total_env_steps - env_step) / derived.env_steps_per_chunk
             log(_console(row, remaining * float(np.median(chunk_times))))
             if final or stopper.signal is not None or (
@@ -288,6 +299,30 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     return row
 
 
+def place_state(trainer, host_state):
+    """A host (numpy) state on the trainer's devices: replicated, or split over the mesh."""
+    if trainer.shardings is None:
+        return jax.device_put(host_state)
+    return distributed.from_host(host_state, trainer.shardings)
+
+
+def restore_on_every_process(ckpt_dir: str, template):
+    """``checkpoint.restore_latest`` on process 0, sent to all others (no shared disk needed)."""
+    if jax.process_count() == 1:
+        return checkpoint.restore_latest(ckpt_dir, template)
+    from jax.experimental import multihost_utils
+    state, step = (checkpoint.restore_latest(ckpt_dir, template) if distributed.is_main_process()
+                   else (None, None))
+    found = bool(multihost_utils.broadcast_one_to_all(np.asarray(state is not None)))
+    if not found:
+        return None, None
+    if state is None:
+        state = jax.tree.map(lambda t: np.zeros(t.shape, t.dtype), template)
+    state = multihost_utils.broadcast_one_to_all(state)
+    step = int(multihost_utils.broadcast_one_to_all(np.asarray(step or 0)))
+    return state, step
+
+
 def load_run_config(path: str, overrides: dict[str, Any]):
     """A config from a task file (``get_config()``) or a run's saved ``config.json``."""
     if path.endswith(".json"):
@@ -305,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, overrides, flags = parse_args(argv)
         cfg = load_run_config(path, overrides)
         resolve(cfg)  # validate before anything compiles
+        distributed.initialize()  # joins a multi-host run when the environment describes one
         run(cfg, **flags)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ from brax.training.acme import specs
 from brax.training.acme import running_statistics
 
 import envs
-from mjx_qvpo import acting, diffusion, replay
+from mjx_qvpo import acting, diffusion, distributed, replay
 from mjx_qvpo.config import derive
 from mjx_qvpo.losses import LossConfig, Transition, entropy_coef_schedule, make_losses
 from mjx_qvpo.networks import Critic, NoiseModel, Params
@@ -95,7 +95,12 @@ def masked_mean(tree, mask: jax.Array):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
-    """Pure functions of one configured run (see module docstring)."""
+    """Pure functions of one configured run (see module docstring).
+
+    ``mesh`` and ``shardings`` are None on one device; with several, ``shardings`` is the
+    ``NamedSharding`` tree of a ``TrainingState`` (environments and the buffer's environment axis
+    split, everything else replicated) and ``chunk`` is a ``shard_map`` over ``mesh``.
+    """
     cfg: Any
     env: envs.VecEnv
     nets: acting.QVPONetworks
@@ -105,10 +110,27 @@ class Trainer:
     evaluate: Callable[[TrainingState, jax.Array], dict]
     policy_params: Callable[[TrainingState], tuple]
     trace_count: Callable[[], int]
+    num_devices: int = 1
+    mesh: Any = None
+    shardings: Any = None
 
 
-def make_trainer(cfg) -> Trainer:
-    """Build the pure training functions for a validated config (nothing is compiled here)."""
+# Fields of TrainingState split over devices, and the dimension that is split: the environments'
+# axis of every environment-state leaf and of the buffer's (S, N, ...) storage.
+SHARDED_FIELDS = {"env_state": 0, "buffer": 1}
+
+
+def make_trainer(cfg, single_device: bool = False) -> Trainer:
+    """Build the pure training functions for a validated config (nothing is compiled here).
+
+    ``single_device=True`` ignores ``cfg.num_devices`` (for tools that vmap the chunk over seeds,
+    or evaluate and render a run on one device whatever it was trained on).
+
+    With more than one device (``cfg.num_devices``, over all processes) the chunk runs data-parallel
+    under ``jax.shard_map``: each device steps N / D environments, stores them in its block of the
+    buffer, samples B / D transitions from it, and gradients, normalizer statistics and metrics
+    are averaged over the devices (QVPO.md section 7, scaled out).
+    """
     env = make_env(cfg)
     obs_size, act_size = env.observation_size, env.action_size
     nets = make_networks(cfg, obs_size, act_size)
@@ -122,7 +144,23 @@ def make_trainer(cfg) -> Trainer:
     critic_opt = make_optimizer(cfg.critic_lr, cfg)
     derived = derive(cfg)
     n, total = cfg.num_envs, cfg.total_env_steps
+    d = 1
+    if not single_device:
+        distributed.check_divisibility(cfg)
+        d = distributed.total_devices(cfg)
+    axis = distributed.AXIS if d > 1 else None
+    n_local, b_local = n // d, cfg.batch_size // d
     traces = [0]
+
+    def pmean(tree):
+        return tree if axis is None else jax.lax.pmean(tree, axis)
+
+    def psum(tree):
+        return tree if axis is None else jax.lax.psum(tree, axis)
+
+    def device_key(key):
+        """A different stream on each device (the index is global, so it includes the process)."""
+        return key if axis is None else jax.random.fold_in(key, jax.lax.axis_index(axis))
 
     def init(key: jax.Array) -> TrainingState:
         k_actor, k_critic, k_env, key = jax.random.split(key, 4)
@@ -136,52 +174,63 @@ def make_trainer(cfg) -> Trainer:
             normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
             q_stats=QStats.create(),
             env_state=env.reset(k_env, n),
-            buffer=replay.init(cfg.buffer_size, obs_size, act_size),
+            buffer=replay.init(cfg.buffer_size, n, obs_size, act_size),
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32))
 
-    def update(state: TrainingState, batch: Transition, key: jax.Array):
-        """One gradient update: critic, then the Q-weighted policy step with the updated critic,
-        then Polyak averaging of both targets (QVPO.md sections 2-4)."""
-        k_critic, k_actor = jax.random.split(key)
-        batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
-                              next_obs=nets.normalize(batch.next_obs, state.normalizer))
-        (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.critic_params, state.target_actor_params, state.target_critic_params, batch,
-            k_critic)
-        c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state)
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
+    def make_update(axis_on: bool):
+        mean = pmean if axis_on else (lambda t: t)
 
-        omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, total)
-        (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
-        a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, a_updates)
+        def update(state: TrainingState, batch: Transition, key: jax.Array):
+            """One gradient update: critic, then the Q-weighted policy step with the updated
+            critic, then Polyak averaging of both targets (QVPO.md sections 2-4). On several
+            devices each gradient is the mean of the devices' gradients on their B / D rows."""
+            k_critic, k_actor = jax.random.split(key)
+            batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
+                                  next_obs=nets.normalize(batch.next_obs, state.normalizer))
+            (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+                state.critic_params, state.target_actor_params, state.target_critic_params, batch,
+                k_critic)
+            c_grads = mean(c_grads)
+            c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state)
+            critic_params = optax.apply_updates(state.critic_params, c_updates)
 
-        metrics = {**c_metrics, **a_metrics,
-                   "critic_grad_norm": optax.tree.norm(c_grads),
-                   "actor_grad_norm": optax.tree.norm(a_grads)}
-        state = state.replace(
-            actor_params=actor_params, critic_params=critic_params,
-            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
-            target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
-            actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
-            q_stats=q_stats, updates=state.updates + 1)
-        return state, metrics
+            omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, total)
+            (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+                state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
+            a_grads = mean(a_grads)
+            a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state)
+            actor_params = optax.apply_updates(state.actor_params, a_updates)
 
-    def update_many(state: TrainingState, key: jax.Array):
+            metrics = mean({**c_metrics, **a_metrics})
+            metrics["critic_grad_norm"] = optax.tree.norm(c_grads)
+            metrics["actor_grad_norm"] = optax.tree.norm(a_grads)
+            state = state.replace(
+                actor_params=actor_params, critic_params=critic_params,
+                target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
+                target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+                actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
+                q_stats=mean(q_stats), updates=state.updates + 1)
+            return state, metrics
+        return update
+
+    update_local = make_update(axis is not None)
+
+    def update_many(state: TrainingState, key: jax.Array, update_fn=update_local):
         """U updates, each on a fresh uniform batch from the buffer (one lax.scan)."""
         def body(s, k):
             k_batch, k_update = jax.random.split(k)
-            return update(s, replay.sample(s.buffer, k_batch, cfg.batch_size), k_update)
+            return update_fn(s, replay.sample(s.buffer, k_batch, b_local), k_update)
         state, metrics = jax.lax.scan(body, state, jax.random.split(key, cfg.updates_per_step))
         return state, jax.tree.map(jnp.mean, metrics)
 
     def training_step(state: TrainingState, _):
         """Collect N transitions (best-of-K_b, or uniform during warm-up), store them, then U
-        updates once warm-up is over (QVPO.md sections 5 and 7)."""
+        updates once warm-up is over (QVPO.md sections 5 and 7). On several devices this runs
+        on each device's share of the environments and buffer."""
         key, k_act, k_upd = jax.random.split(state.key, 3)
+        k_act, k_upd = device_key(k_act), device_key(k_upd)
         obs = state.env_state.obs
         warm = state.env_steps < cfg.warmup_env_steps
 
@@ -191,7 +240,7 @@ def make_trainer(cfg) -> Trainer:
                                     cfg.num_behavior_samples)[0]
 
         def uniform_action(k):
-            return jax.random.uniform(k, (n, act_size), minval=-1.0, maxval=1.0)
+            return jax.random.uniform(k, (n_local, act_size), minval=-1.0, maxval=1.0)
 
         action = jax.lax.cond(warm, uniform_action, policy_action, k_act)
         env_state, step = env.step(state.env_state, action)
@@ -199,7 +248,7 @@ def make_trainer(cfg) -> Trainer:
                                 next_obs=step.next_obs, terminated=step.terminated)
         normalizer = state.normalizer
         if cfg.normalize_observations:
-            normalizer = running_statistics.update(normalizer, obs)
+            normalizer = running_statistics.update(normalizer, obs, pmap_axis_name=axis)
         state = state.replace(
             key=key, env_state=env_state, normalizer=normalizer,
             buffer=replay.insert(state.buffer, transition), env_steps=state.env_steps + n)
@@ -207,20 +256,21 @@ def make_trainer(cfg) -> Trainer:
         # Updates start after warm-up, and only once the buffer holds a batch (it is empty after
         # resuming from a checkpoint saved without its buffer).
         do_update = ((state.env_steps >= cfg.warmup_env_steps)
-                     & (state.buffer.size >= cfg.batch_size))
+                     & (state.buffer.num_transitions() * d >= cfg.batch_size))
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
         state, upd_metrics = jax.lax.cond(
             do_update, update_many, lambda s, k: (s, zeros), state, k_upd)
         step_metrics = {
-            "episode_return_sum": jnp.sum(step.episode_return * step.done),
-            "episode_length_sum": jnp.sum(step.episode_length * step.done).astype(jnp.float32),
-            "episodes": jnp.sum(step.done),
-            "reward_mean": jnp.mean(step.reward),
+            "episode_return_sum": psum(jnp.sum(step.episode_return * step.done)),
+            "episode_length_sum": psum(
+                jnp.sum(step.episode_length * step.done).astype(jnp.float32)),
+            "episodes": psum(jnp.sum(step.done)),
+            "reward_mean": pmean(jnp.mean(step.reward)),
             "updated": do_update.astype(jnp.float32),
         }
         return state, (step_metrics, upd_metrics)
 
-    def chunk(state: TrainingState):
+    def local_chunk(state: TrainingState):
         """L training steps in one lax.scan; metrics reduced to one value each (``train/``)."""
         traces[0] += 1  # runs at trace time only: counts compilations of the chunk
         state, (steps, upd) = jax.lax.scan(training_step, state, None,
@@ -258,14 +308,27 @@ def make_trainer(cfg) -> Trainer:
                 "eval/episode_length": jnp.mean(lengths.astype(jnp.float32))}
 
     # Shapes of the update metrics, so that the warm-up branch of lax.cond can return zeros of
-    # the same structure without running an update.
+    # the same structure without running an update (traced without devices: same shapes).
+    state_shape = jax.eval_shape(init, jax.random.PRNGKey(0))
     metric_shapes = jax.eval_shape(
-        lambda s, k: update_many(s, k)[1], jax.eval_shape(init, jax.random.PRNGKey(0)),
-        jax.random.PRNGKey(0))
+        lambda s, k: update_many(s, k, make_update(False))[1], state_shape, jax.random.PRNGKey(0))
 
-    return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, update=update,
-                   evaluate=evaluate, policy_params=policy_params,
-                   trace_count=lambda: traces[0])
+    chunk, mesh, state_shardings = local_chunk, None, None
+    if axis is not None:
+        mesh = distributed.make_mesh(cfg)
+        spec = distributed.state_specs(state_shape, SHARDED_FIELDS)
+        state_shardings = distributed.shardings(mesh, spec)
+        # check_vma=False: environment code (Brax, MJX, ours) mixes per-device and constant
+        # values in lax.cond branches, which the varying-axes checker rejects. Replication of the
+        # parameters comes from the pmean of every gradient instead, and the multi-device tests
+        # compare every device's copy.
+        chunk = jax.shard_map(local_chunk, mesh=mesh, in_specs=(spec,),
+                              out_specs=(spec, jax.sharding.PartitionSpec()), check_vma=False)
+
+    return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk,
+                   update=make_update(False), evaluate=evaluate, policy_params=policy_params,
+                   trace_count=lambda: traces[0], num_devices=d, mesh=mesh,
+                   shardings=state_shardings)
 
 
 def all_finite(tree) -> jax.Array:

@@ -275,15 +275,20 @@ def test_polyak():
 
 # --------------------------------------------------------------------------- replay buffer
 def test_replay_ring_buffer_wraps_and_samples_stored_rows():
-    buf = replay.init(5, 2, 1)
-    def batch(start, n):
-        x = jnp.arange(start, start + n, dtype=jnp.float32)
+    buf = replay.init(11, 2, 2, 1)                         # 11 // 2 = 5 step slots of 2 envs
+    assert buf.capacity_steps == 5 and buf.num_envs == 2
+    def step(i):
+        x = jnp.array([10 * i, 10 * i + 1], jnp.float32)   # env e of step i has reward 10 i + e
         return Transition(jnp.stack([x, x], -1), x[:, None], x, jnp.stack([x, x], -1), x * 0)
-    buf = replay.insert(buf, batch(0, 3))
-    assert int(buf.size) == 3 and int(buf.position) == 3
-    buf = replay.insert(buf, batch(3, 4))                  # 7 rows into capacity 5: wraps
+    for i in range(3):
+        buf = replay.insert(buf, step(i))
+    assert int(buf.size) == 3 and int(buf.position) == 3 and int(buf.num_transitions()) == 6
+    s = replay.sample(buf, jax.random.PRNGKey(0), 400)     # only filled slots are sampled
+    assert set(np.asarray(s.reward).tolist()) == {0.0, 1.0, 10.0, 11.0, 20.0, 21.0}
+    for i in range(3, 7):                                  # 7 steps into 5 slots: wraps
+        buf = replay.insert(buf, step(i))
     assert int(buf.size) == 5 and int(buf.position) == 2
-    np.testing.assert_array_equal(buf.data.reward, [5, 6, 2, 3, 4])
-    s = replay.sample(buf, jax.random.PRNGKey(0), 200)
-    assert set(np.asarray(s.reward).tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
+    np.testing.assert_array_equal(buf.data.reward[:, 0], [50, 60, 20, 30, 40])
+    s = replay.sample(buf, jax.random.PRNGKey(1), 400)
+    assert set(np.asarray(s.reward).tolist()) == {10.0 * i + e for i in range(2, 7) for e in (0, 1)}
     np.testing.assert_array_equal(s.obs[:, 0], s.reward)   # rows stay aligned across fields

@@ -34,7 +34,7 @@ def test_chunk_compiles_once_and_counts_steps():
     assert chunk._cache_size() == 1
     # 3 chunks of 64 env steps with 16 envs = 4 training steps each.
     assert int(state.env_steps) == 3 * 64
-    assert int(state.buffer.size) == 3 * 64
+    assert int(state.buffer.num_transitions()) == 3 * 64
     # Updates start on the training step whose collection reaches warmup_env_steps (the 4th),
     # so steps 4..12 each do 2 updates.
     assert int(state.updates) == 9 * 2
@@ -53,7 +53,7 @@ def test_probe_critic_learns_the_known_q_and_policy_improves():
     state, _ = jax.jit(trainer.chunk)(jax.jit(trainer.init)(jax.random.PRNGKey(1)))
     centers, heights, widths = cfg.bandit.centers, cfg.bandit.heights, cfg.bandit.widths
     # Q on the actions the agent tried (the newest half of the buffer) against the true reward.
-    data = jax.tree.map(lambda x: x[-2048:], state.buffer.data)
+    data = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[-2048:], state.buffer.data)
     q = trainer.nets.critic.min_q(state.critic_params, data.obs, data.action)
     r = envs.bandit_reward(data.action, jnp.array(centers), jnp.array(heights), jnp.array(widths))
     np.testing.assert_allclose(r, data.reward, atol=1e-6)

@@ -221,7 +221,7 @@ def run_variant(cfg, num_seeds: int, log: Callable[[str], None] = print) -> dict
     """
     from mjx_qvpo.training import make_trainer  # brax/mjx import is slow; only when running
 
-    trainer = make_trainer(cfg)
+    trainer = make_trainer(cfg, single_device=True)  # seeds are vmapped on one device
     derived = derive(cfg)
     keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(
         jnp.arange(cfg.seed, cfg.seed + num_seeds))
