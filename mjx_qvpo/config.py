@@ -24,7 +24,7 @@ import ml_collections
 from mjx_qvpo.diffusion import BETA_SCHEDULES
 from mjx_qvpo.q_transforms import Q_TRANSFORMS
 
-MATMUL_PRECISIONS = ("float32", "tensorfloat32")
+from mjx_qvpo.networks import MATMUL_MODES as MATMUL_PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -73,7 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
         time_hidden=256,               # hidden width of the time MLP
     ))
     c.normalize_observations = False   # running mean/std normalization of observations
-    c.matmul_precision = "float32"     # float32 (exact) or tensorfloat32 (GPU fast path, opt-in)
+    c.matmul_precision = "float32"     # float32 (default), tensorfloat32 or bfloat16 (opt-in)
     c.scan_unroll = 1                  # unroll of the denoising scan (speed knob, same result)
     c.num_devices = 0                  # devices per process, data-parallel; 0: all local devices
     # Evaluation, logging, checkpoints.

@@ -50,12 +50,9 @@ class TrainingState:
     updates: jax.Array     # int32 gradient updates done
 
 
-_PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tensorfloat32": jax.lax.Precision.DEFAULT}
-
-
 def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
     """The diffusion actor, double-Q critic and schedule described by the config."""
-    precision = _PRECISION[cfg.matmul_precision]
+    precision = cfg.matmul_precision
     net = cfg.network
     return acting.QVPONetworks(
         actor=NoiseModel(obs_size, action_size, tuple(net.actor_hidden), net.time_dim,

@@ -9,7 +9,7 @@ import pytest
 
 from mjx_qvpo import acting, diffusion, replay
 from mjx_qvpo.losses import LossConfig, Transition, entropy_coef_schedule, make_losses, td_target
-from mjx_qvpo.networks import Critic, NoiseModel, mish, sinusoidal_embedding
+from mjx_qvpo.networks import Critic, NoiseModel, matmul, mish, sinusoidal_embedding
 from mjx_qvpo.q_transforms import QStats, QTransformParams, get_q_transform
 from mjx_qvpo.training import polyak
 
@@ -106,7 +106,7 @@ def test_mish_matches_its_definition():
 
 
 def test_split_first_layer_equals_concat_mlp():
-    model = NoiseModel(5, 3, (16, 16, 16), 8, 12, jax.lax.Precision.HIGHEST)
+    model = NoiseModel(5, 3, (16, 16, 16), 8, 12, "float32")
     params = model.init(jax.random.PRNGKey(0))
     k1, k2 = jax.random.split(jax.random.PRNGKey(1))
     a_t, obs = jax.random.normal(k1, (7, 3)), jax.random.normal(k2, (7, 5))
@@ -114,6 +114,21 @@ def test_split_first_layer_equals_concat_mlp():
     with jax.default_matmul_precision("highest"):
         ref = _concat_mlp_eps(model, params, a_t, t, obs, 4)
     np.testing.assert_allclose(model.apply(params, a_t, t, obs, 4), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode, tol", [("float32", 1e-6), ("tensorfloat32", 1e-6),
+                                       ("bfloat16", 1e-2)])
+def test_matmul_modes_against_float64(mode, tol):
+    """float32 products are exact to rounding on the CPU (tensorfloat32 only differs on GPUs);
+    bfloat16 operands with float32 accumulation land between 1e-3 and 1e-2 relative error."""
+    x = np.random.default_rng(0).normal(size=(64, 256))
+    w = np.random.default_rng(1).normal(size=(256, 32))
+    y = matmul(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), mode)
+    assert y.dtype == jnp.float32
+    err = np.linalg.norm(np.asarray(y, np.float64) - x @ w) / np.linalg.norm(x @ w)
+    assert err < tol
+    if mode == "bfloat16":
+        assert err > 1e-4  # operands really were rounded
 
 
 def test_reference_initialization():
@@ -205,8 +220,8 @@ def test_td_target_truncation_bootstraps_termination_does_not():
 
 
 def _tiny_nets(obs=3, act=2):
-    return acting.QVPONetworks(NoiseModel(obs, act, (8, 8), 4, 8, jax.lax.Precision.HIGHEST),
-                               Critic(obs, act, (8, 8), jax.lax.Precision.HIGHEST),
+    return acting.QVPONetworks(NoiseModel(obs, act, (8, 8), 4, 8, "float32"),
+                               Critic(obs, act, (8, 8), "float32"),
                                diffusion.make_schedule(4))
 
 

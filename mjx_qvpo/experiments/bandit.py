@@ -199,7 +199,7 @@ def make_runner(cfg) -> Runner:
     reward = lambda a: bandit_reward(a, centers, heights, widths)  # noqa: E731
     model = NoiseModel(obs_size=1, action_size=2, hidden=tuple(cfg.network.actor_hidden),
                        time_dim=cfg.network.time_dim, time_hidden=cfg.network.time_hidden,
-                       precision=jax.lax.Precision.HIGHEST)
+                       precision="float32")
     sched = diffusion.make_schedule(cfg.diffusion_steps, cfg.beta_schedule)
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                       optax.adam(cfg.actor_lr, eps=cfg.adam_eps))
