@@ -163,9 +163,10 @@ def run_bench(cfg, *, repeats: int = 5, precisions: Sequence[str] = (),
 
 
 # ------------------------------------------------------------------------- Brax SAC baseline
-def _shim_device_put_replicated() -> None:
-    """Brax 0.14's trainers call ``jax.device_put_replicated``, which JAX 0.10 removed; give
-    them the same result (a leading axis of one copy per device, as ``pmap`` expects)."""
+def _shim_newer_jax() -> None:
+    """Let Brax 0.14 and Flax 0.12 run on a newer JAX (the lent GPU machines have 0.11).
+    Brax's trainers call ``jax.device_put_replicated``, which JAX 0.10 removed; give them the
+    same result (a leading axis of one copy per device, as ``pmap`` expects)."""
     import warnings
     try:
         with warnings.catch_warnings():  # JAX 0.9 warns that it is deprecated: fine for Brax
@@ -177,6 +178,11 @@ def _shim_device_put_replicated() -> None:
                                 if hasattr(jax, "device_put_sharded")
                                 else jnp.stack([jnp.asarray(a)] * len(devices)), x)
         jax.device_put_replicated = put
+    # Flax 0.12's linen (Brax's SAC networks) calls jax.core.get_opaque_trace_state, which JAX
+    # 0.11 moved to jax.extend.core.
+    if not hasattr(jax.core, "get_opaque_trace_state"):
+        import jax.extend.core
+        jax.core.get_opaque_trace_state = jax.extend.core.get_opaque_trace_state
 
 
 def _stub_env(observation_size: int, action_size: int):
@@ -215,7 +221,7 @@ def brax_sac_baseline(cfg, epochs: int = 2) -> dict:
     from brax.training.agents.sac import networks as sac_networks
     from brax.training.agents.sac import train as sac
 
-    _shim_device_put_replicated()
+    _shim_newer_jax()
     env = brax_envs.get_environment(cfg.task, backend="mjx")
     n, steps = cfg.num_envs, derive(cfg).steps_per_chunk
     rows = []
