@@ -35,8 +35,8 @@ def test_saved_config_round_trips_and_old_files_get_new_defaults():
                                   {"network.actor_hidden": (32, 16), "seed": 3}))
     assert from_json(to_json(cfg)).to_dict() == cfg.to_dict()
     saved = json.loads(to_json(cfg))
-    del saved["scan_unroll"]                    # a file written before the field existed
-    assert from_json(json.dumps(saved)).scan_unroll == 1
+    del saved["num_devices"]                    # a file written before the field existed
+    assert from_json(json.dumps(saved)).num_devices == 0
     saved["num_envz"] = 3                       # a field that does not exist
     with pytest.raises(ConfigError, match="unknown config field 'num_envz'"):
         resolve(from_json(json.dumps(saved)))
