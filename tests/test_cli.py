@@ -51,7 +51,7 @@ def _rows(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_humanoid_smoke_run_writes_metrics_checkpoints_and_resumes(run_cli, tmp_path):
+def _humanoid_smoke_run(run_cli, tmp_path) -> str:
     workdir = str(tmp_path / "humanoid")
     r = run_cli("mjx_qvpo.train", "--config", "configs/humanoid.py",
                 f"--config.workdir={workdir}", *TINY_HUMANOID)
@@ -70,7 +70,19 @@ def test_humanoid_smoke_run_writes_metrics_checkpoints_and_resumes(run_cli, tmp_
     r = run_cli("mjx_qvpo.train", "--config", "configs/humanoid.py",
                 f"--config.workdir={workdir}", *TINY_HUMANOID, timeout=120)
     assert r.returncode == 2 and "--resume" in r.stderr
+    return workdir
 
+
+def test_humanoid_smoke_run_writes_metrics_and_checkpoints(run_cli, tmp_path):
+    """The README's main job, shrunk: about 2 minutes of MJX compilation on a 2-core CPU. Resuming
+    is covered exactly on the bandit (test_training.py) and for humanoid by the slow test below."""
+    _humanoid_smoke_run(run_cli, tmp_path)
+
+
+@pytest.mark.slow
+def test_humanoid_smoke_run_resumes_with_a_longer_horizon(run_cli, tmp_path):
+    """A longer total_env_steps changes the annealing constant, so the chunk compiles again."""
+    workdir = _humanoid_smoke_run(run_cli, tmp_path)
     # Resume from the run's saved config with a longer horizon: continues at step 8.
     r = run_cli("mjx_qvpo.train", "--config", os.path.join(workdir, "config.json"),
                 "--config.total_env_steps=12", "--resume")
