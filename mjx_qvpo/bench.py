@@ -258,15 +258,19 @@ def brax_sac_baseline(cfg, epochs: int = 2) -> dict:
 
 
 # --------------------------------------------------------------------- sweeps and devices
+def fused_step_with(cfg, overrides: dict, repeats: int, single_device: bool) -> dict:
+    """``fused_step`` of ``cfg`` changed by ``overrides`` (validated), on a fresh prefilled state."""
+    from mjx_qvpo.training import make_trainer
+    c = resolve(apply_overrides(cfg, overrides))
+    trainer = make_trainer(c, single_device=single_device)
+    return fused_step(trainer, c, prefilled_state(trainer, c, jax.random.PRNGKey(c.seed)), repeats)
+
+
 def sweep(cfg, field: str, values: Sequence, repeats: int) -> list[dict]:
     """The fused training step at each value of one config field (everything else fixed)."""
-    from mjx_qvpo.training import make_trainer
     rows = []
     for v in values:
-        c = resolve(apply_overrides(cfg, {field: v}))
-        trainer = make_trainer(c, single_device=True)
-        state = prefilled_state(trainer, c, jax.random.PRNGKey(c.seed))
-        rows.append({"value": v, **fused_step(trainer, c, state, repeats)})
+        rows.append({"value": v, **fused_step_with(cfg, {field: v}, repeats, single_device=True)})
         print(f"  sweep {field}={v}: {rows[-1]['train_env_steps_per_s']:,.1f} env steps/s",
               flush=True)
     return rows
@@ -275,13 +279,8 @@ def sweep(cfg, field: str, values: Sequence, repeats: int) -> list[dict]:
 def device_scaling(cfg, counts: Sequence[int], repeats: int) -> list[dict]:
     """The fused training step of one total configuration on 1, 2, ... devices (data-parallel),
     with efficiency = t(1) / (d * t(d))."""
-    from mjx_qvpo.training import make_trainer
-    rows = []
-    for d in counts:
-        c = resolve(apply_overrides(cfg, {"num_devices": d}))
-        trainer = make_trainer(c)
-        state = prefilled_state(trainer, c, jax.random.PRNGKey(c.seed))
-        rows.append({"devices": d, **fused_step(trainer, c, state, repeats)})
+    rows = [{"devices": d, **fused_step_with(cfg, {"num_devices": d}, repeats,
+                                             single_device=False)} for d in counts]
     base = rows[0]["train_step_s"] * rows[0]["devices"]
     for r in rows:
         r["efficiency"] = base / (r["devices"] * r["train_step_s"])

@@ -22,9 +22,8 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from mjx_qvpo.diffusion import BETA_SCHEDULES
-from mjx_qvpo.q_transforms import Q_TRANSFORMS
-
 from mjx_qvpo.networks import MATMUL_MODES as MATMUL_PRECISIONS
+from mjx_qvpo.q_transforms import Q_TRANSFORMS
 
 
 class ConfigError(ValueError):
