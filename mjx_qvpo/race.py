@@ -1,0 +1,391 @@
+"""``python -m mjx_qvpo.race --config configs/<task>.py --budget-s S [--seeds M] [--out DIR]``
+
+Time to a trained policy: QVPO (this package, with the given config) against Brax's SAC
+(``brax.training.agents.sac``) on the same MJX task, on the same device, one after the other in
+one process, each for ``S`` seconds of *training* wall-clock per seed.
+
+Protocol (the same for both learners):
+
+* **Clock.** Training time only: compilation is measured and reported apart (QVPO compiles its
+  chunk and evaluation ahead of time; SAC's programs are compiled by a short warm-up run of the
+  same shapes into a persistent compilation cache, so its timed run loads them), and evaluation
+  time is not counted. Each seed gets the whole budget (seeds run one after the other), unless
+  ``--vmap-seeds`` trains QVPO's seeds together as one ``vmap`` (sensible on a GPU, where one
+  small run leaves the chip idle; on a CPU it divides the budget among the seeds).
+* **Evaluation.** ``num_eval_envs`` fresh episodes of ``episode_length`` steps, undiscounted
+  return of each, their mean; at the start and after every ``C`` env steps of training, where
+  ``C`` is the QVPO config's chunk (``log_every_env_steps``; SAC's epoch is set to the same env
+  steps). QVPO acts best-of-K_eval (QVPO.md section 5), SAC deterministically (tanh of its mean).
+  The run's return "at the budget" is its last evaluation.
+* **Settings.** QVPO: the config file and overrides. SAC: the best settings known for that task
+  (``SAC_SETTINGS``, printed and saved), overridable with ``--sac.FIELD=VALUE``.
+
+Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed)
+and ``DIR/race.png`` (return against training wall-clock and against env steps, mean and min-max
+band over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+if __name__ == "__main__":
+    # On some CPUs XLA logs an error line for every executable it loads from the persistent
+    # cache (tuning flags it cannot match on the host; harmless). The race loads SAC's programs
+    # from that cache, so C++ logs below FATAL are silenced; this must precede importing jaxlib.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mjx_qvpo.config import ConfigError, derive, resolve
+
+# Brax SAC settings per task: the values Brax's own examples use for its MJX locomotion tasks
+# (brax/training/learner and the Brax training colab: 128 envs, batch 512, 64 updates per step,
+# lr 6e-4, gamma 0.997, reward scale 30 for hopper/halfcheetah/walker2d), and for the cheap tasks the
+# CPU setting measured to solve inverted_double_pendulum in about 6 minutes on this project's 2-core
+# CPU (64 envs, 16 updates per 64 env steps, batch 256, observation normalization).
+_SAC_COMMON = dict(num_envs=64, batch_size=256, grad_updates_per_step=16, learning_rate=3e-4,
+                   discounting=0.99, reward_scaling=1.0, tau=0.005, normalize_observations=True,
+                   min_replay_size=1024, max_replay_size=1_000_000,
+                   hidden_layer_sizes=(256, 256))
+_SAC_LOCOMOTION = dict(num_envs=128, batch_size=512, grad_updates_per_step=64, learning_rate=6e-4,
+                       discounting=0.997, reward_scaling=30.0, min_replay_size=8192,
+                       max_replay_size=1_048_576)
+SAC_SETTINGS: dict[str, dict[str, Any]] = {
+    "inverted_pendulum": dict(_SAC_COMMON),
+    "inverted_double_pendulum": dict(_SAC_COMMON),
+    "reacher": dict(_SAC_COMMON),
+    "hopper": {**_SAC_COMMON, **_SAC_LOCOMOTION},
+    "walker2d": {**_SAC_COMMON, **_SAC_LOCOMOTION},
+    "halfcheetah": {**_SAC_COMMON, **_SAC_LOCOMOTION},
+    "ant": {**_SAC_COMMON, **_SAC_LOCOMOTION, "reward_scaling": 10.0},
+    "humanoid": {**_SAC_COMMON, **_SAC_LOCOMOTION, "reward_scaling": 1.0},
+}
+
+
+def sac_settings(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """SAC hyperparameters for ``task`` with ``--sac.FIELD`` overrides (unknown fields refused)."""
+    if task not in SAC_SETTINGS:
+        raise ConfigError(f"race: no SAC baseline for task {task!r} (tasks with one: "
+                          f"{', '.join(SAC_SETTINGS)})")
+    s = dict(SAC_SETTINGS[task])
+    for k, v in overrides.items():
+        if k not in s:
+            raise ConfigError(f"unknown SAC setting 'sac.{k}'; known: {', '.join(sorted(s))}")
+        s[k] = tuple(v) if isinstance(v, list) else v
+    return s
+
+
+# ----------------------------------------------------------------------------------- QVPO
+def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget_s: float,
+                 log: Callable[[str], None], label: str) -> list[dict]:
+    """Evaluate, then alternate one unit of training (``step_fn``, returning env steps so far) and
+    an evaluation until the training clock reaches ``budget_s``: it stops where one more unit
+    would end further past the budget than the current one ends short of it. Only ``step_fn``'s
+    time counts. Returns one point per evaluation (``returns``: one per seed)."""
+    points = [{"train_s": 0.0, "env_steps": 0, "returns": eval_fn()}]
+    clock, durations = 0.0, []
+    while True:
+        t = time.perf_counter()
+        env_steps = step_fn()
+        durations.append(time.perf_counter() - t)
+        clock += durations[-1]
+        points.append({"train_s": clock, "env_steps": env_steps, "returns": eval_fn()})
+        log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
+            f"{np.mean(points[-1]['returns']):9.1f}")
+        if clock + 0.5 * float(np.median(durations)) >= budget_s:
+            return points
+
+
+def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, vmap_seeds: bool,
+             log: Callable[[str], None] = print) -> dict:
+    """Train QVPO (the compiled chunk of QVPO.md section 7) for ``budget_s`` seconds of training
+    per seed (or per vmapped batch of seeds), evaluating after every chunk (best-of-K_eval,
+    section 5). Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
+    without ``vmap_seeds`` the very functions it compiles."""
+    from mjx_qvpo.training import make_trainer
+
+    trainer = make_trainer(cfg, single_device=True)
+    lift = jax.vmap if vmap_seeds else (lambda f: f)
+    groups = [list(seeds)] if vmap_seeds else [[s] for s in seeds]
+
+    def keys_of(group):
+        keys = [jax.random.split(jax.random.PRNGKey(s)) for s in group]
+        if not vmap_seeds:
+            return keys[0][0], keys[0][1]
+        return jnp.stack([k[0] for k in keys]), jnp.stack([k[1] for k in keys])
+
+    chunk_fn = eval_fn = None
+    compile_s = 0.0
+    out: dict[str, list] = {}
+    for group in groups:
+        k_init, k_eval = keys_of(group)
+        state = jax.jit(lift(trainer.init))(k_init)
+        if chunk_fn is None:  # every group has the same shapes: compile once
+            t0 = time.perf_counter()
+            chunk_fn = jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state).compile()
+            eval_fn = jax.jit(lift(trainer.evaluate)).lower(state, k_eval).compile()
+            compile_s = time.perf_counter() - t0
+            log(f"QVPO: compiled the chunk and evaluation in {compile_s:.1f} s")
+        box = {"state": state, "evals": 0}
+
+        def step():
+            box["state"], m = chunk_fn(box["state"])
+            jax.block_until_ready(m)
+            return int(np.ravel(box["state"].env_steps)[0])
+
+        def evaluate():
+            box["evals"] += 1
+            fold = lambda k: jax.random.fold_in(k, box["evals"])  # noqa: E731
+            r = eval_fn(box["state"], lift(fold)(k_eval))["eval/episode_return"]
+            return np.ravel(np.asarray(jax.device_get(r), float)).tolist()
+
+        pts = _budget_loop(step, evaluate, budget_s, log, f"QVPO seed(s) {group}")
+        for i, s in enumerate(group):
+            out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
+                            "return": p["returns"][i]} for p in pts]
+    return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds}
+
+
+# ------------------------------------------------------------------------------------ SAC
+class _BudgetReached(Exception):
+    """Raised from SAC's progress callback to end ``sac.train`` at the time budget."""
+
+
+def _sac_train(task: str, settings: dict, *, seed: int, num_epochs: int, epoch_env_steps: int,
+               episode_length: int, num_eval_envs: int, progress_fn) -> None:
+    """``brax.training.agents.sac.train`` with ``settings``, ``num_epochs`` epochs of
+    ``epoch_env_steps`` env steps after the prefill, evaluating after each epoch."""
+    from brax import envs as brax_envs
+    from brax.training.agents.sac import networks as sac_networks
+    from brax.training.agents.sac import train as sac
+    from mjx_qvpo.bench import _shim_newer_jax
+
+    _shim_newer_jax()
+    s = dict(settings)
+    hidden = tuple(s.pop("hidden_layer_sizes"))
+    prefill = -(-s["min_replay_size"] // s["num_envs"]) * s["num_envs"]
+    env = brax_envs.get_environment(task, backend="mjx")
+    sac.train(environment=env, num_timesteps=prefill + num_epochs * epoch_env_steps,
+              num_evals=num_epochs + 1, episode_length=episode_length,
+              num_eval_envs=num_eval_envs, deterministic_eval=True, seed=seed,
+              max_devices_per_host=1, progress_fn=progress_fn,
+              network_factory=functools.partial(sac_networks.make_sac_networks,
+                                                hidden_layer_sizes=hidden), **s)
+
+
+def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
+            epoch_env_steps: int, episode_length: int, num_eval_envs: int,
+            log: Callable[[str], None] = print) -> dict:
+    """Brax SAC for ``budget_s`` seconds of training per seed, evaluated after every epoch of
+    ``epoch_env_steps`` env steps (Brax's own loop; deterministic actions).
+
+    A warm-up run of two epochs with the same shapes compiles every SAC program into the
+    persistent compilation cache first, so the timed runs load them; SAC's compile time is the
+    warm-up's time less its two epochs of training. The clock is Brax's ``training/walltime``
+    (replay prefill and epochs; evaluation excluded)."""
+    n = settings["num_envs"]
+    epoch_env_steps = max(1, epoch_env_steps // n) * n
+    warm: list[dict] = []
+    t0 = time.perf_counter()
+    _sac_train(task, settings, seed=seeds[0], num_epochs=2, epoch_env_steps=epoch_env_steps,
+               episode_length=episode_length, num_eval_envs=num_eval_envs,
+               progress_fn=lambda step, m: warm.append(m))
+    warm_s = time.perf_counter() - t0
+    out, epoch_times = {}, []
+    for seed in seeds:
+        pts: list[dict] = []
+        last = [0.0]
+
+        def progress(step, m, pts=pts, last=last):
+            clock = float(m.get("training/walltime", 0.0))
+            pts.append({"train_s": clock, "env_steps": int(step),
+                        "return": float(m["eval/episode_reward"])})
+            if not step:
+                return
+            epoch_times.append(clock - last[0])
+            last[0] = clock
+            log(f"  SAC seed {seed} {clock:7.1f} s  {int(step):>9,d} env steps  eval "
+                f"{pts[-1]['return']:9.1f}")
+            if clock + 0.5 * float(np.median(epoch_times)) >= budget_s:
+                raise _BudgetReached
+
+        try:
+            _sac_train(task, settings, seed=seed, num_epochs=1_000_000,
+                       epoch_env_steps=epoch_env_steps, episode_length=episode_length,
+                       num_eval_envs=num_eval_envs, progress_fn=progress)
+        except _BudgetReached:
+            pass
+        out[str(seed)] = pts
+    compile_s = max(0.0, warm_s - 2 * float(np.median(epoch_times)))
+    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s")
+    return {"compile_s": compile_s, "warmup_s": warm_s, "epoch_env_steps": epoch_env_steps,
+            "seeds": out}
+
+
+# -------------------------------------------------------------------------------- reporting
+def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
+    """A seed's evaluation return as a step function of ``x_key``: at each grid value, the last
+    evaluation at or before it (NaN past the seed's last evaluation)."""
+    x = np.array([p[x_key] for p in points], float)
+    y = np.array([p["return"] for p in points], float)
+    idx = np.searchsorted(x, grid, side="right") - 1
+    vals = y[np.clip(idx, 0, len(y) - 1)]
+    return np.where((idx >= 0) & (grid <= x[-1] * 1.0001), vals, np.nan)
+
+
+def summarize(result: dict) -> dict:
+    """Return at the budget (each seed's last evaluation), mean, std and env steps reached."""
+    finals = [pts[-1] for pts in result["seeds"].values()]
+    r = np.array([p["return"] for p in finals])
+    return {"final_return_per_seed": r.round(1).tolist(), "final_return_mean": float(r.mean()),
+            "final_return_std": float(r.std()),
+            "final_train_s": [round(p["train_s"], 1) for p in finals],
+            "final_env_steps": [p["env_steps"] for p in finals]}
+
+
+def plot_race(race: dict, path: str) -> None:
+    """Two panels: evaluation return against training seconds and against env steps; mean over
+    seeds with a min-max band, one colour per learner."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, color in (("qvpo", "C0"), ("sac", "C3")):
+        if name not in race:
+            continue
+        seeds = list(race[name]["seeds"].values())
+        for ax, key in zip(axes, ("train_s", "env_steps")):
+            hi = max(p[key] for pts in seeds for p in pts)
+            grid = np.linspace(0, hi, 200)
+            ys = np.array([curve_on_grid(pts, key, grid) for pts in seeds])
+            ok = np.isfinite(ys).any(axis=0)
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(ys[:, ok], axis=0)
+                lo, up = np.nanmin(ys[:, ok], axis=0), np.nanmax(ys[:, ok], axis=0)
+            label = {"qvpo": "QVPO (mjx_qvpo)", "sac": "SAC (Brax)"}[name]
+            ax.plot(grid[ok], mean, color=color, label=f"{label}, {len(seeds)} seed(s)")
+            ax.fill_between(grid[ok], lo, up, color=color, alpha=0.15)
+    axes[0].set_xlabel("training wall-clock (s, compile and evaluation excluded)")
+    axes[1].set_xlabel("env steps")
+    for ax in axes:
+        ax.set_ylabel("evaluation return")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{race['task']} on {race['device']}: {race['budget_s']:.0f} s of training "
+                 f"per learner and seed", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ command line
+def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
+    """Race flags plus ``--config.FIELD=VALUE`` (QVPO) and ``--sac.FIELD=VALUE`` overrides."""
+    from mjx_qvpo.cli import ArgumentParser
+    from mjx_qvpo.train import parse_value
+
+    p = ArgumentParser(prog="python -m mjx_qvpo.race", description=__doc__.split("\n\n")[1],
+                       epilog="example: python -m mjx_qvpo.race --config "
+                              "configs/inverted_double_pendulum.py --budget-s 300 --seeds 3 "
+                              "--out runs/race/idp   (configs live in configs/; "
+                              "--config.FIELD=VALUE and --sac.FIELD=VALUE override either side)")
+    p.add_argument("--config", required=True, help="QVPO config file (configs/<task>.py)")
+    p.add_argument("--budget-s", type=float, required=True,
+                   help="seconds of training wall-clock per learner and seed")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per learner, from config.seed on")
+    p.add_argument("--out", default=None, help="output directory (default runs/race/<task>)")
+    p.add_argument("--vmap-seeds", action="store_true",
+                   help="train QVPO's seeds as one vmapped batch sharing the budget")
+    p.add_argument("--no-sac", action="store_true", help="QVPO only (no baseline)")
+    config_over, sac_over, rest = {}, {}, []
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        for prefix, target in (("--config.", config_over), ("--sac.", sac_over)):
+            if a.startswith(prefix):
+                body = a[len(prefix):]
+                if "=" in body:
+                    name, value = body.split("=", 1)
+                elif args:
+                    name, value = body, args.pop(0)
+                else:
+                    raise ConfigError(f"{a}: missing value")
+                target[name] = parse_value(value)
+                break
+        else:
+            rest.append(a)
+    ns = p.parse_args(rest)
+    if ns.budget_s <= 0:
+        raise ConfigError(f"--budget-s must be > 0, got {ns.budget_s}")
+    if ns.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {ns.seeds}")
+    return ns, config_over, sac_over
+
+
+def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
+    """Race QVPO against Brax SAC (see the module docstring); bad input is one line, exit 2."""
+    from mjx_qvpo.train import load_run_config
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        ns, config_over, sac_over = parse_cli(argv)
+        cfg = resolve(load_run_config(ns.config, config_over))
+        settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
+    except ConfigError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    out = ns.out or os.path.join("runs", "race", cfg.task)
+    os.makedirs(out, exist_ok=True)
+    # SAC's compiled programs come from this cache in its timed runs (see run_sac).
+    cache = tempfile.mkdtemp(prefix="mjx_qvpo_race_cache_")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    seeds = list(range(cfg.seed, cfg.seed + ns.seeds))
+    device = jax.devices()[0].device_kind
+    race = {"command": "python -m mjx_qvpo.race " + " ".join(argv), "task": cfg.task,
+            "device": device, "backend": jax.default_backend(), "budget_s": ns.budget_s,
+            "seeds": seeds, "num_eval_envs": cfg.num_eval_envs,
+            "episode_length": cfg.episode_length,
+            "qvpo_config": json.loads(json.dumps(cfg.to_dict(), default=list)),
+            "sac_settings": settings}
+    log(f"race on {cfg.task}, {device}: {ns.budget_s:.0f} s of training per learner and seed, "
+        f"seeds {seeds}; evaluation: {cfg.num_eval_envs} episodes of {cfg.episode_length} steps")
+    if settings is not None:
+        log(f"SAC settings: {settings}")
+
+    def save():
+        with open(os.path.join(out, "race.json"), "w") as f:
+            json.dump(race, f, indent=1)
+
+    race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.vmap_seeds, log)
+    race["qvpo"]["summary"] = summarize(race["qvpo"])
+    save()
+    if settings is not None:
+        race["sac"] = run_sac(cfg.task, settings, seeds, ns.budget_s,
+                              derive(cfg).env_steps_per_chunk, cfg.episode_length,
+                              cfg.num_eval_envs, log)
+        race["sac"]["summary"] = summarize(race["sac"])
+        save()
+    for name in [k for k in ("qvpo", "sac") if k in race]:
+        s = race[name]["summary"]
+        log(f"{name}: return at the budget {s['final_return_mean']:.1f} +- "
+            f"{s['final_return_std']:.1f} (per seed {s['final_return_per_seed']}), env steps "
+            f"{s['final_env_steps']}, compile {race[name]['compile_s']:.1f} s")
+    plot_race(race, os.path.join(out, "race.png"))
+    log(f"wrote {out}/race.json and race.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The race against Brax SAC (``mjx_qvpo.race``): its command line, the per-task SAC settings, the
+curves it reduces and plots, and (slow) a real race on inverted_pendulum."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mjx_qvpo import race
+from mjx_qvpo.config import ConfigError
+
+
+def test_cli_splits_race_flags_and_both_override_kinds():
+    ns, config_over, sac_over = race.parse_cli([
+        "--config", "configs/inverted_pendulum.py", "--budget-s", "30", "--seeds", "2",
+        "--config.num_envs=32", "--sac.learning_rate", "1e-3", "--vmap-seeds"])
+    assert ns.budget_s == 30.0 and ns.seeds == 2 and ns.vmap_seeds and not ns.no_sac
+    assert config_over == {"num_envs": 32} and sac_over == {"learning_rate": 1e-3}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "configs/inverted_pendulum.py"], "--budget-s"),
+    (["--config", "configs/inverted_pendulum.py", "--budget-s", "0"], "--budget-s must be > 0"),
+    (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--seeds", "0"],
+     "--seeds must be >= 1"),
+    (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--sac.lr=1"],
+     "unknown SAC setting 'sac.lr'"),
+    (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--config.num_envz=1"],
+     "num_envz"),
+    (["--config", "configs/bandit.py", "--budget-s", "5"], "no SAC baseline for task 'bandit'"),
+])
+def test_bad_input_is_one_line_before_any_compile(capsys, tmp_path, args, message):
+    assert race.main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_sac_settings_per_task_and_overrides():
+    idp = race.sac_settings("inverted_double_pendulum", {})
+    assert (idp["num_envs"], idp["batch_size"], idp["grad_updates_per_step"]) == (64, 256, 16)
+    hopper = race.sac_settings("hopper", {"num_envs": 256})
+    assert hopper["num_envs"] == 256 and hopper["reward_scaling"] == 30.0
+    assert race.SAC_SETTINGS["hopper"]["num_envs"] == 128  # the table itself is not changed
+
+
+def test_curve_on_grid_is_the_last_evaluation_so_far():
+    pts = [{"train_s": 0.0, "return": 1.0}, {"train_s": 10.0, "return": 5.0},
+           {"train_s": 20.0, "return": 3.0}]
+    y = race.curve_on_grid(pts, "train_s", np.array([0.0, 9.9, 10.0, 15.0, 20.0, 25.0]))
+    np.testing.assert_array_equal(y[:5], [1.0, 1.0, 5.0, 5.0, 3.0])
+    assert np.isnan(y[5])  # past the seed's last evaluation
+
+
+def _fake_race(tmp_path):
+    def seed(scale):
+        return [{"train_s": t, "env_steps": 100 * t, "return": scale * t} for t in (0, 5, 10)]
+    return {"task": "inverted_pendulum", "device": "cpu", "budget_s": 10.0,
+            "qvpo": {"seeds": {"0": seed(2.0), "1": seed(4.0)}},
+            "sac": {"seeds": {"0": seed(1.0)}}}
+
+
+def test_summary_and_plot(tmp_path):
+    r = _fake_race(tmp_path)
+    s = race.summarize(r["qvpo"])
+    assert s["final_return_per_seed"] == [20.0, 40.0]
+    assert s["final_return_mean"] == 30.0 and s["final_return_std"] == 10.0
+    assert s["final_env_steps"] == [1000, 1000]
+    race.plot_race(r, str(tmp_path / "race.png"))
+    assert (tmp_path / "race.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_short_race_writes_both_curves(tmp_path):
+    """Both learners train on inverted_pendulum for a few seconds each and are evaluated on the
+    same protocol; race.json holds both curves and race.png is drawn."""
+    out = tmp_path / "race"
+    assert race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "4",
+                      "--config.log_every_env_steps=512", "--config.num_eval_envs=2",
+                      "--config.episode_length=200", "--out", str(out)]) == 0
+    r = json.loads((out / "race.json").read_text())
+    for name in ("qvpo", "sac"):
+        pts = r[name]["seeds"]["0"]
+        assert pts[0]["train_s"] == 0.0 and len(pts) >= 2
+        assert all(b["env_steps"] > a["env_steps"] for a, b in zip(pts, pts[1:]))
+        assert pts[-1]["train_s"] > 2.0 and r[name]["compile_s"] > 0
+        assert all(0.0 <= p["return"] <= 200.0 for p in pts)
+    assert (out / "race.png").stat().st_size > 10_000
