@@ -13,10 +13,12 @@ Protocol (the same for both learners):
   ``--vmap-seeds`` trains QVPO's seeds together as one ``vmap`` (sensible on a GPU, where one
   small run leaves the chip idle; on a CPU it divides the budget among the seeds).
 * **Evaluation.** ``num_eval_envs`` fresh episodes of ``episode_length`` steps, undiscounted
-  return of each, their mean; at the start and after every ``C`` env steps of training, where
-  ``C`` is the QVPO config's chunk (``log_every_env_steps``; SAC's epoch is set to the same env
-  steps). QVPO acts best-of-K_eval (QVPO.md section 5), SAC deterministically (tanh of its mean).
-  The run's return "at the budget" is its last evaluation.
+  return of each, their mean; at the start, then QVPO at the first chunk end past every
+  ``S / points`` seconds of training (its best-of-K_eval evaluation, QVPO.md section 5, is
+  costly, so it is not run after every chunk) and SAC after every epoch (Brax's loop; its epoch
+  is set to the env steps of one QVPO chunk, ``log_every_env_steps``), and both at the end. SAC
+  acts deterministically (tanh of its mean). A run's return "at the budget" is its last
+  evaluation.
 * **Settings.** QVPO: the config file and overrides. SAC: the best settings known for that task
   (``SAC_SETTINGS``, printed and saved), overridable with ``--sac.FIELD=VALUE``.
 
@@ -87,30 +89,35 @@ def sac_settings(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------- QVPO
 def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget_s: float,
-                 log: Callable[[str], None], label: str) -> list[dict]:
-    """Evaluate, then alternate one unit of training (``step_fn``, returning env steps so far) and
-    an evaluation until the training clock reaches ``budget_s``: it stops where one more unit
-    would end further past the budget than the current one ends short of it. Only ``step_fn``'s
-    time counts. Returns one point per evaluation (``returns``: one per seed)."""
+                 eval_every_s: float, log: Callable[[str], None], label: str) -> list[dict]:
+    """Evaluate, then run units of training (``step_fn``, returning env steps so far) until the
+    training clock reaches ``budget_s``: it stops where one more unit would end further past the
+    budget than the current one ends short of it. Evaluates again after the first unit that ends
+    past each multiple of ``eval_every_s``, and after the last. Only ``step_fn``'s time counts.
+    Returns one point per evaluation (``returns``: one per seed)."""
     points = [{"train_s": 0.0, "env_steps": 0, "returns": eval_fn()}]
-    clock, durations = 0.0, []
+    clock, durations, next_eval = 0.0, [], eval_every_s
     while True:
         t = time.perf_counter()
         env_steps = step_fn()
         durations.append(time.perf_counter() - t)
         clock += durations[-1]
-        points.append({"train_s": clock, "env_steps": env_steps, "returns": eval_fn()})
-        log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
-            f"{np.mean(points[-1]['returns']):9.1f}")
-        if clock + 0.5 * float(np.median(durations)) >= budget_s:
+        done = clock + 0.5 * float(np.median(durations)) >= budget_s
+        if done or clock >= next_eval:
+            points.append({"train_s": clock, "env_steps": env_steps, "returns": eval_fn()})
+            log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
+                f"{np.mean(points[-1]['returns']):9.1f}")
+            while next_eval <= clock:
+                next_eval += eval_every_s
+        if done:
             return points
 
 
-def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, vmap_seeds: bool,
+def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
              log: Callable[[str], None] = print) -> dict:
     """Train QVPO (the compiled chunk of QVPO.md section 7) for ``budget_s`` seconds of training
-    per seed (or per vmapped batch of seeds), evaluating after every chunk (best-of-K_eval,
-    section 5). Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
+    per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5) at the
+    first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
     without ``vmap_seeds`` the very functions it compiles."""
     from mjx_qvpo.training import make_trainer
 
@@ -149,7 +156,8 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, vmap_seeds: bool,
             r = eval_fn(box["state"], lift(fold)(k_eval))["eval/episode_return"]
             return np.ravel(np.asarray(jax.device_get(r), float)).tolist()
 
-        pts = _budget_loop(step, evaluate, budget_s, log, f"QVPO seed(s) {group}")
+        pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
+                           f"QVPO seed(s) {group}")
         for i, s in enumerate(group):
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
                             "return": p["returns"][i]} for p in pts]
@@ -305,6 +313,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                    help="seconds of training wall-clock per learner and seed")
     p.add_argument("--seeds", type=int, default=1, help="seeds per learner, from config.seed on")
     p.add_argument("--out", default=None, help="output directory (default runs/race/<task>)")
+    p.add_argument("--points", type=int, default=15,
+                   help="QVPO evaluations after the initial one: at the first chunk end past "
+                        "every budget/points seconds of training (SAC: after every epoch)")
     p.add_argument("--vmap-seeds", action="store_true",
                    help="train QVPO's seeds as one vmapped batch sharing the budget")
     p.add_argument("--no-sac", action="store_true", help="QVPO only (no baseline)")
@@ -330,6 +341,8 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         raise ConfigError(f"--budget-s must be > 0, got {ns.budget_s}")
     if ns.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {ns.seeds}")
+    if ns.points < 1:
+        raise ConfigError(f"--points must be >= 1, got {ns.points}")
     return ns, config_over, sac_over
 
 
@@ -368,7 +381,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         with open(os.path.join(out, "race.json"), "w") as f:
             json.dump(race, f, indent=1)
 
-    race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.vmap_seeds, log)
+    race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
     race["qvpo"]["summary"] = summarize(race["qvpo"])
     save()
     if settings is not None:
