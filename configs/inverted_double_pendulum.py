@@ -1,8 +1,31 @@
-"""inverted_double_pendulum on MJX, tuned to learn on a CPU in minutes (shared CPU settings: see
-mjx_qvpo.config.cpu_task_config: 64 envs, 16 updates per training step, update-to-data ratio
-1/4, 64-unit networks, K = 16, T = 10)."""
+"""inverted_double_pendulum on MJX, tuned to reach an evaluation return above 9,000 (solved is
+about 9,350) within 5 minutes of training on a 2-core CPU.
+
+Starts from the shared CPU settings (mjx_qvpo.config.cpu_task_config: 64 envs, 16 updates per
+training step, update-to-data 1/4, 64-unit networks) and changes what the learner's wall-clock
+depends on; QVPO itself (best-of-K behavior and evaluation, Q-weighted VLO, entropy term) is
+unchanged. The learner is nearly all of the step time here (halving U halves it), so:
+
+* ``batch_size`` 128: half the cost of an update; measured to solve the task in about as many
+  env steps as 256 (seed 0: 9,350 at 122,880 env steps, against 9,345 at 110,592 with 256), where
+  halving the updates instead (U = 8, or N = 128 at U = 16) left the return near 1,300 at 172k;
+* ``diffusion_steps`` T = 5 and ``num_train_samples`` K = 8 (from T = 10, K = 16): sampling the K
+  candidates through T steps is most of an update (the paper finds T = 5 poor on its harder tasks;
+  this config is for this task only);
+* ``normalize_observations``: the pendulum's velocities are far from unit scale;
+* evaluations every 8,192 env steps and a 150,000-step horizon for the entropy schedule.
+
+Curves: results/race/; the paper's setting is configs/paper/inverted_double_pendulum.py.
+"""
 from mjx_qvpo.config import cpu_task_config
 
 
 def get_config():
-    return cpu_task_config("inverted_double_pendulum")
+    c = cpu_task_config("inverted_double_pendulum")
+    c.normalize_observations = True
+    c.diffusion_steps = 5
+    c.num_train_samples = 8
+    c.batch_size = 128
+    c.total_env_steps = 150_000
+    c.eval_every_env_steps = 8_192
+    return c
