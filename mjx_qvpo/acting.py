@@ -11,7 +11,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from brax.training.acme import running_statistics
+
+from envs.quiet import import_mjx_quietly
+
+import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
+from brax.training.acme import running_statistics  # noqa: E402
 
 from mjx_qvpo import diffusion
 from mjx_qvpo.networks import Critic, NoiseModel, Params

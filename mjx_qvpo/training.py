@@ -21,8 +21,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from brax.training.acme import specs
-from brax.training.acme import running_statistics
+
+from envs.quiet import import_mjx_quietly
+
+import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
+from brax.training.acme import specs  # noqa: E402
+from brax.training.acme import running_statistics  # noqa: E402
 
 import envs
 from mjx_qvpo import acting, diffusion, distributed, replay
