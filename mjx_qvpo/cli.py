@@ -39,7 +39,7 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, example: str = "", **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         kwargs.setdefault("epilog", (f"example:\n  {example}\n\n" if example else "")
-                          + textwrap.fill(CONFIGS_NOTE, 100))
+                          + textwrap.fill(CONFIGS_NOTE, 100, break_on_hyphens=False))
         super().__init__(*args, **kwargs)
 
     def error(self, message):
@@ -60,7 +60,7 @@ def help_text(prog: str, summary: str, usage: str, options: Sequence[tuple[str, 
     for flag, text in options:
         lines += textwrap.wrap(text, 100, initial_indent=f"  {flag:<{width}}  ",
                                subsequent_indent=" " * (width + 4))
-    lines += ["", "example:", f"  {example}", "", textwrap.fill(CONFIGS_NOTE, 100)]
+    lines += ["", "example:", f"  {example}", "", textwrap.fill(CONFIGS_NOTE, 100, break_on_hyphens=False)]
     return "\n".join(lines)
 
 

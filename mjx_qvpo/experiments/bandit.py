@@ -22,7 +22,6 @@ sampled actions per epoch, mean and spread over seeds), ``summary.json`` and ``c
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -38,13 +37,28 @@ import optax
 
 from envs.bandit import bandit_reward
 from mjx_qvpo import diffusion
-from mjx_qvpo.config import ConfigError, apply_overrides
+from mjx_qvpo import cli
+from mjx_qvpo.config import ConfigError, apply_overrides, call_config_function, load_module
 from mjx_qvpo.losses import entropy_coef_schedule
 from mjx_qvpo.networks import NoiseModel
 from mjx_qvpo.q_transforms import QStats, QTransformParams, get_q_transform
 
 USAGE = ("usage: python -m mjx_qvpo.experiments.bandit --config configs/bandit.py "
-         "[--config.FIELD=VALUE ...]")
+         "[--config.FIELD=VALUE ...] [--out DIR] [--seed S] [--seeds N]")
+# The shared conventions (mjx_qvpo/cli.py) as aliases of this experiment's own config fields.
+ALIASES = {"--out": "workdir", "--workdir": "workdir", "--seed": "seed", "--seeds": "num_seeds"}
+HELP = cli.help_text(
+    "python -m mjx_qvpo.experiments.bandit",
+    "The continuous bandit of docs/algorithm.md section 8: does the entropy term find the highest "
+    "of several reward bumps?\nRuns the variants 'entropy' and 'no_entropy' over many seeds "
+    "(vmapped) and writes bandit.png, curves.png,\nsummary.json and config.json to --out.",
+    USAGE, [*cli.CONFIG_OPTIONS,
+            ("--out DIR", "output folder (= --config.workdir; --workdir DIR also works; default "
+                          "runs/bandit-experiment)"),
+            ("--seed S", "base PRNG seed (= --config.seed); seed i is fold_in(S, i)"),
+            ("--seeds N", "seeds per variant (= --config.num_seeds)")],
+    "python -m mjx_qvpo.experiments.bandit --config configs/bandit.py --seeds 8 "
+    "--config.num_epochs=300 --out runs/bandit-small")
 # The two variants of section 8; the first uses cfg.entropy_coef, the second switches it off.
 VARIANTS = ("entropy", "no_entropy")
 
@@ -86,7 +100,7 @@ def experiment_config(task_cfg: ml_collections.ConfigDict | None = None
     c.anneal_entropy = True             # omega_t annealed over num_epochs as in section 4
     c.snapshot_epochs = ()              # epochs whose samples are plotted; () = 0, E/8, E/4, E/2, E
     c.num_plot_samples = 512            # policy samples drawn at each snapshot (and at the end)
-    c.workdir = "results/bandit/default"
+    c.workdir = "runs/bandit-experiment"  # results/bandit/ is written only with an explicit --out
     return c
 
 
@@ -158,15 +172,11 @@ def snapshot_epochs(c) -> tuple[int, ...]:
 def load_experiment_config(path: str, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
     """Section 8 protocol config from a file's ``get_experiment_config()`` (or
     ``experiment_config(get_config())`` when it has none), with ``--config.x=v`` overrides applied and validated."""
-    if not os.path.exists(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("_mjx_qvpo_experiment_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path)
     if hasattr(module, "get_experiment_config"):
-        cfg = module.get_experiment_config()
+        cfg = call_config_function(module, path, "get_experiment_config")
     else:
-        cfg = experiment_config(module.get_config())
+        cfg = experiment_config(call_config_function(module, path))
     cfg = apply_overrides(cfg, overrides)
     validate_experiment(cfg)
     return cfg
@@ -426,14 +436,16 @@ def run_experiment(cfg, log: Callable[[str], None] = print) -> dict:
 def parse_cli(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """``--config FILE`` and ``--config.x=v`` overrides (parsed as by mjx_qvpo.train) of the
     section 8 experiment."""
-    from mjx_qvpo.train import parse_args
-    path, overrides, _ = parse_args(argv, flag_names=(), usage=USAGE)
+    path, overrides, _ = cli.parse_args(argv, flag_names=(), usage=USAGE, aliases=ALIASES)
     return path, overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the section 8 bandit; bad input is one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
+    if cli.wants_help(argv):
+        print(HELP)
+        return 0
     try:
         path, overrides = parse_cli(argv)
         cfg = load_experiment_config(path, overrides)
