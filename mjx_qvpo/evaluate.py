@@ -70,9 +70,11 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
                                  else runs.load_state(workdir, checkpoint))
     policy_factory = acting.make_inference_fn(trainer.nets, cfg.num_eval_samples)
 
+    env = trainer.env  # built here, outside the trace (a policy file builds it on first use)
+
     @jax.jit
     def run(params, key):
-        return envs.evaluate_returns(trainer.env, policy_factory(params), key, episodes,
+        return envs.evaluate_returns(env, policy_factory(params), key, episodes,
                                      cfg.episode_length)
 
     t0 = time.perf_counter()

@@ -106,8 +106,10 @@ def load_exported(path: str):
         obs, act = meta["observation_size"], meta["action_size"]
         nets = make_networks(cfg, obs, act)
         key = jax.random.PRNGKey(0)
-        template = (jax.eval_shape(nets.actor.init, key), jax.eval_shape(nets.critic.init, key),
-                    running_statistics.init_state(specs.Array((obs,), jnp.float32)))
+        # As Trainer.init builds them (under eval_shape every leaf gets a shape and a dtype).
+        template = jax.eval_shape(lambda k: (
+            nets.actor.init(k), nets.critic.init(k),
+            running_statistics.init_state(specs.Array((obs,), jnp.float32))), key)
         if _paths(template) != meta["paths"]:
             raise ConfigError(f"policy file {path!r} does not match the networks its config "
                               f"describes (written by another version?)")
