@@ -1,4 +1,4 @@
-"""Shared defaults of every task (the paper's hyperparameters, QVPO.md section 6).
+"""Shared defaults of every task (the paper's hyperparameters, docs/algorithm.md section 6).
 
 The fields and their documentation live in ``mjx_qvpo.config.base_config``; task files start from
 it and change only what differs.

@@ -1,4 +1,4 @@
-"""Action selection: best-of-K from the diffusion policy (QVPO.md section 5).
+"""Action selection: best-of-K from the diffusion policy (docs/algorithm.md section 5).
 
 Behavior (K_b), target (K_t) and evaluation (K_eval) actions all go through ``best_of_k``: draw K
 candidates from the diffusion policy, score them with min(Q1, Q2), execute the argmax.

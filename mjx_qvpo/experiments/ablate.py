@@ -1,4 +1,4 @@
-"""Ablations of the real trainer: a grid of variants x seeds on one task (QVPO.md sections 4, 5, 8).
+"""Ablations of the real trainer: a grid of variants x seeds on one task (docs/algorithm.md sections 4, 5, 8).
 
 ``python -m mjx_qvpo.experiments.ablate --config configs/inverted_pendulum.py
 --grid entropy_coef=0.02,0 --grid num_behavior_samples=1,4,16 --seeds 3 --out DIR
@@ -232,7 +232,7 @@ def _norm(v):
 
 # ------------------------------------------------------------------------------------ running
 def run_variant(cfg, num_seeds: int, log: Callable[[str], None] = print) -> dict:
-    """Train ``num_seeds`` seeds of one config as one vmapped run (QVPO.md section 7 trainer).
+    """Train ``num_seeds`` seeds of one config as one vmapped run (docs/algorithm.md section 7 trainer).
 
     Seed s uses PRNGKey(cfg.seed + s) split into (init, eval) keys exactly as ``mjx_qvpo.train``
     does; evaluation follows ``eval_every_env_steps`` and always happens after the last chunk.

@@ -1,8 +1,8 @@
-"""The continuous bandit of QVPO.md section 8: does the entropy term find the highest bump?
+"""The continuous bandit of docs/algorithm.md section 8: does the entropy term find the highest bump?
 
 ``python -m mjx_qvpo.experiments.bandit --config configs/bandit.py [--config.field=value ...]``
 
-Protocol (the authors' rebuttal, QVPO.md section 8): the state is constant and the reward r(a) is a
+Protocol (the authors' rebuttal, docs/algorithm.md section 8): the state is constant and the reward r(a) is a
 sum of Gaussian bumps on [-1, 1]^2. Every epoch the diffusion policy draws ``samples_per_epoch``
 (64) actions, the best by the *true* reward is kept and the policy takes one step on the weighted VLO
 loss of that action (section 3) with weight w = r(a*) - mean_k r(a_k) (the ``qadv`` transform, with
@@ -66,7 +66,7 @@ VARIANTS = ("entropy", "no_entropy")
 # ------------------------------------------------------------------------------------ config
 def experiment_config(task_cfg: ml_collections.ConfigDict | None = None
                       ) -> ml_collections.ConfigDict:
-    """The bandit protocol's own config (QVPO.md section 8), seeded from a task config.
+    """The bandit protocol's own config (docs/algorithm.md section 8), seeded from a task config.
 
     The bumps, the diffusion model and the actor's optimizer come from ``task_cfg`` (the trainer's
     ``configs/bandit.py``) so that the experiment and the full learner see the same bandit; the
@@ -185,7 +185,7 @@ def load_experiment_config(path: str, overrides: dict[str, Any]) -> ml_collectio
 # ------------------------------------------------------------------------------------ runner
 @dataclasses.dataclass(frozen=True, eq=False)
 class Runner:
-    """Pure functions of one configured bandit experiment (QVPO.md section 8).
+    """Pure functions of one configured bandit experiment (docs/algorithm.md section 8).
 
     ``run_one(key, omega)`` is one seed; ``run_seeds(keys, omega)`` is ``vmap(run_one)`` jitted,
     the seeds' analogue of PureJaxRL's ``make_train``. Both return a dict of arrays:
@@ -201,7 +201,7 @@ class Runner:
 
 
 def make_runner(cfg) -> Runner:
-    """Build the per-seed run and its seed-vmapped, jitted version (QVPO.md sections 1, 3, 4, 8)."""
+    """Build the per-seed run and its seed-vmapped, jitted version (docs/algorithm.md sections 1, 3, 4, 8)."""
     b = cfg.bandit
     centers = jnp.asarray(b.centers, jnp.float32)
     heights = jnp.asarray(b.heights, jnp.float32)
@@ -279,7 +279,7 @@ def seed_keys(cfg) -> jax.Array:
 
 # ----------------------------------------------------------------------------------- summary
 def summarize_samples(samples: np.ndarray, cfg) -> dict:
-    """Where one seed's final samples ended (QVPO.md section 8; the issue's summary fields).
+    """Where one seed's final samples ended (docs/algorithm.md section 8; the issue's summary fields).
 
     ``nearest_bump``: index of the bump nearest to the samples' mean; ``fraction_near``: fraction
     of samples within one width of each bump; ``dominant_bump``: the bump holding the largest such
@@ -312,7 +312,7 @@ def uniform_mean_reward(cfg) -> float:
 
 def summarize(cfg, results: dict[str, dict], epochs: Sequence[int]) -> dict:
     """The ``summary.json`` of the issue: per variant and seed where the policy ended, and per
-    variant the number of seeds on the highest bump (QVPO.md section 8)."""
+    variant the number of seeds on the highest bump (docs/algorithm.md section 8)."""
     h = np.asarray(cfg.bandit.heights)
     highest = [int(i) for i in np.flatnonzero(h == h.max())]
     out = {"bumps": {"centers": [list(p) for p in cfg.bandit.centers],
@@ -343,7 +343,7 @@ def summarize(cfg, results: dict[str, dict], epochs: Sequence[int]) -> dict:
 # -------------------------------------------------------------------------------------- plots
 def plot(cfg, results: dict[str, dict], epochs: Sequence[int], path: str) -> None:
     """Reward contours with seed 0's samples at each snapshot epoch, one row per variant; the
-    last column shows the final sample mean of every seed (QVPO.md section 8)."""
+    last column shows the final sample mean of every seed (docs/algorithm.md section 8)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
