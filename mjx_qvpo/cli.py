@@ -128,9 +128,10 @@ def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "over
 
 # ----------------------------------------------------------------------------- train --dry-run
 # Rough sustained matmul rates for the time estimate of --dry-run: the CPU figure is train.py's
-# guess for a small CPU; the GPU figure is what one H200 sustained inside the fused training step
-# at humanoid size (110 GFLOP per update in 4.65 ms, results/bench/README.md), rounded down.
-_FLOPS_GUESS = {"cpu": 5e10, "gpu": 2e13, "tpu": 2e13}
+# start-up guess (_CPU_FLOPS_GUESS, 5e10); the GPU figure is what one H200 sustained inside the
+# fused training step at humanoid size (110 GFLOP per update in 4.65 ms, results/bench/README.md),
+# rounded down.
+_GPU_FLOPS_GUESS = 2e13
 # Measured compile time of the training chunk (humanoid; results/bench): a CPU pays minutes.
 _COMPILE_GUESS = {"cpu": "about 1-2 minutes (humanoid measured 90 s on a 2-core CPU)",
                   "gpu": "about 30 s (humanoid measured 27 s on one H200)"}
@@ -155,7 +156,7 @@ def describe_plan(cfg) -> str:
 
     from mjx_qvpo import distributed, replay
     from mjx_qvpo.config import derive
-    from mjx_qvpo.train import update_flops
+    from mjx_qvpo.train import _CPU_FLOPS_GUESS, update_flops
     from mjx_qvpo.training import make_env
 
     distributed.check_divisibility(cfg)  # device counts are known only here
@@ -171,7 +172,7 @@ def describe_plan(cfg) -> str:
     backend = jax.default_backend()
     devices = distributed.total_devices(cfg)
     flops = update_flops(cfg, obs, act)
-    rate = _FLOPS_GUESS.get(backend, _FLOPS_GUESS["cpu"]) * devices
+    rate = (_CPU_FLOPS_GUESS if backend == "cpu" else _GPU_FLOPS_GUESS) * devices
     lines = [
         f"plan for task {cfg.task} (obs {obs}, action {act}), workdir {cfg.workdir} "
         f"(nothing written)",
