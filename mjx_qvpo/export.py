@@ -83,10 +83,10 @@ def load_exported(path: str):
     the "state" is the params tuple itself."""
     import jax
     import jax.numpy as jnp
-    from brax.training.acme import running_statistics, specs
 
     from mjx_qvpo.config import from_json
-    from mjx_qvpo.training import make_env, make_networks
+    from mjx_qvpo.training import make_env, make_networks  # first: it silences MJX's warp lines
+    from brax.training.acme import running_statistics, specs
 
     if not os.path.isfile(path):
         raise ConfigError(f"policy file {path!r} does not exist")

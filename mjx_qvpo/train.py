@@ -315,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         path, overrides, flags = parse_args(argv, FLAGS, USAGE, aliases=cli.CONFIG_ALIASES)
+        if flags["markdown"] and not flags["print-config"]:
+            raise ConfigError("--markdown only applies to --print-config")
         cfg = load_run_config(path, overrides)
         resolved = resolve(cfg)  # validate before anything compiles
         if flags["print-config"]:  # early exits: nothing is written or compiled

@@ -97,3 +97,12 @@ def test_evaluate_accepts_an_exported_policy(tiny_run, tmp_path):
     assert from_file["returns"] == from_run["returns"]
     assert from_file["checkpoint"] == 32
     assert evaluate.default_out(out, 32) == str(tmp_path / "p_eval.json")
+
+
+@pytest.mark.slow  # an MJX rollout compile and off-screen drawing: about a minute on the CPU
+def test_render_accepts_an_exported_policy(tiny_run, tmp_path):
+    from mjx_qvpo import render
+    out = str(tmp_path / "p.npz")
+    export.export_policy(tiny_run, out)
+    assert render.main(["--policy", out, "--steps", "5", "--width", "32", "--height", "32"]) == 0
+    assert os.path.getsize(str(tmp_path / "p.mp4")) > 0  # default output beside the file
