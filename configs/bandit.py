@@ -1,4 +1,4 @@
-"""The continuous bandit of QVPO.md section 8 trained with the full QVPO learner.
+"""The continuous bandit of docs/algorithm.md section 8 trained with the full QVPO learner.
 
 Each episode is one step from a constant state, so Q(s, a) is the bump reward r(a): the critic has
 a known target (a probe) and the policy should end on the highest bump. Small and CPU-friendly.
@@ -26,8 +26,8 @@ def get_config():
 
 
 def get_experiment_config():
-    """The bandit experiment's protocol (``python -m mjx_qvpo.experiments.bandit``, QVPO.md
-    section 8): these bumps and networks plus num_seeds, num_epochs, samples_per_epoch, the entropy
+    """The bandit experiment's protocol (``python -m mjx_qvpo.experiments.bandit``,
+    docs/algorithm.md section 8): these bumps and networks plus num_seeds, num_epochs, samples_per_epoch, the entropy
     settings, snapshot epochs and workdir. Kept apart from ``get_config()`` so that the trainer's
     schema stays unchanged."""
     from mjx_qvpo.experiments.bandit import experiment_config

@@ -1,7 +1,8 @@
-"""Shared defaults of every task (the paper's hyperparameters, QVPO.md section 6).
+"""Shared defaults of every task (the paper's hyperparameters, docs/algorithm.md section 6).
 
-The fields and their documentation live in ``mjx_qvpo.config.base_config``; task files start from
-it and change only what differs.
+The defaults live in ``mjx_qvpo.config.base_config`` and each field's meaning in
+``mjx_qvpo.config.SCHEMA`` (``python -m mjx_qvpo.train --config configs/base.py --print-config``);
+task files start from it and change only what differs.
 """
 from mjx_qvpo.config import base_config
 

@@ -1,4 +1,4 @@
-"""humanoid on MJX with the paper's learner (QVPO.md section 6), sized for one GPU.
+"""humanoid on MJX with the paper's learner (docs/algorithm.md section 6), sized for one GPU.
 
 num_envs=1024 environments and updates_per_step=128 gradient updates per training step: an
 update-to-data ratio of 128 / 1024 = 1/8 (the paper uses 1 env and 1 update per env step, ratio 1;

@@ -54,6 +54,8 @@ def make(task: str, *, episode_length: int = 1000, **task_kwargs) -> VecEnv:
         from envs.bandit import ContinuousBandit
         return VecEnv(task, ContinuousBandit(**task_kwargs), episode_length)
 
+    from envs.quiet import import_mjx_quietly
+    import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
     from brax import envs as brax_envs
     task_kwargs.setdefault("backend", "mjx")
     env = brax_envs.get_environment(task, **task_kwargs)

@@ -18,7 +18,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from brax.envs.base import Env, State
+
+from envs.quiet import import_mjx_quietly
+
+import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
+from brax.envs.base import Env, State  # noqa: E402
 
 DEFAULT_CENTERS: tuple[tuple[float, float], ...] = ((-0.5, -0.5), (0.5, -0.5), (0.0, 0.6))
 DEFAULT_HEIGHTS: tuple[float, ...] = (1.0, 1.0, 1.0)

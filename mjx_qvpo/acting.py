@@ -1,4 +1,4 @@
-"""Action selection: best-of-K from the diffusion policy (QVPO.md section 5).
+"""Action selection: best-of-K from the diffusion policy (docs/algorithm.md section 5).
 
 Behavior (K_b), target (K_t) and evaluation (K_eval) actions all go through ``best_of_k``: draw K
 candidates from the diffusion policy, score them with min(Q1, Q2), execute the argmax.
@@ -11,7 +11,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from brax.training.acme import running_statistics
+
+from envs.quiet import import_mjx_quietly
+
+import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
+from brax.training.acme import running_statistics  # noqa: E402
 
 from mjx_qvpo import diffusion
 from mjx_qvpo.networks import Critic, NoiseModel, Params

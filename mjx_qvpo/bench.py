@@ -11,7 +11,8 @@ repeats after compilation. Options add the update time in other matmul precision
 config field (a scaling plot) and the scaling of the fused step over device counts;
 ``--no-parts`` skips the main measurements (and the baseline) to run only those.
 Writes ``<task>_<device>.json`` and ``.md`` (and ``*_sweep_<field>.png``) under ``--out``
-(default ``results/bench``).
+(default ``runs/bench``; the committed ``results/bench/`` is refreshed only on purpose, with
+``--out results/bench``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_qvpo import cli
 from mjx_qvpo.config import ConfigError, apply_overrides, derive, resolve
 from mjx_qvpo.networks import MATMUL_MODES, matmul
 from mjx_qvpo.train import load_run_config, parse_args, parse_value, update_flops
@@ -37,6 +39,22 @@ from mjx_qvpo.train import load_run_config, parse_args, parse_value, update_flop
 USAGE = ("usage: python -m mjx_qvpo.bench --config CONFIG.py [--quick] [--out DIR] "
          "[--no-baseline] [--no-parts] [--precisions P1,P2] [--sweep FIELD=V1,V2,...] [--devices 1,2,...] "
          "[--config.FIELD=VALUE ...]")
+DEFAULT_OUT = os.path.join("runs", "bench")
+HELP = cli.help_text(
+    "python -m mjx_qvpo.bench", "Throughput of the parts of one training step and of the fused "
+    "step on the current JAX device\n(physics, acting, one update, compile time, MFU) against "
+    "Brax's SAC trainer on the same MJX environment.", USAGE,
+    [*cli.CONFIG_OPTIONS,
+     ("--out DIR", f"folder for <task>_<device>.json/.md (default {DEFAULT_OUT}; pass --out "
+                   f"results/bench only to refresh the committed results)"),
+     ("--quick", "1 training step per chunk and 3 repeats instead of 4 and 5"),
+     ("--no-baseline", "skip the Brax SAC baseline"),
+     ("--no-parts", "skip the main measurements (and the baseline): only the options below"),
+     ("--precisions P1,P2", "also time the update in these matmul modes (float32, "
+                            "tensorfloat32, bfloat16)"),
+     ("--sweep FIELD=V1,V2", "fused step over values of one config field, with a plot"),
+     ("--devices 1,2,4", "data-parallel scaling of the fused step over device counts")],
+    "python -m mjx_qvpo.bench --config configs/inverted_pendulum.py --quick --no-baseline")
 
 
 def median_time(fn: Callable, *args, repeats: int = 5) -> float:
@@ -385,7 +403,7 @@ def parse_bench_args(argv: Sequence[str]):
     baseline = "--no-baseline" not in argv
     parts = "--no-parts" not in argv
     argv = [a for a in argv if a not in ("--quick", "--no-baseline", "--no-parts")]
-    out_dir = _take(argv, "--out") or "results/bench"
+    out_dir = _take(argv, "--out") or DEFAULT_OUT
     precisions = [p for p in (_take(argv, "--precisions") or "").split(",") if p]
     for p in precisions:
         if p not in MATMUL_MODES:
@@ -417,6 +435,9 @@ def parse_bench_args(argv: Sequence[str]):
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if cli.wants_help(argv):
+        print(HELP)
+        return 0
     command = "python -m mjx_qvpo.bench " + " ".join(argv)
     try:
         cfg, opts = parse_bench_args(argv)

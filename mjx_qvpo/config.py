@@ -1,6 +1,6 @@
 """The run configuration: shared defaults, the schema every field is checked against, and loading.
 
-Defaults are the paper's hyperparameters (QVPO.md section 6) except for the parallel-collection
+Defaults are the paper's hyperparameters (docs/algorithm.md section 6) except for the parallel-collection
 fields of section 7 (``num_envs``, ``updates_per_step``), which each task config sets. Shape-defining
 fields (N, U, B, K, K_b, K_t, K_eval, T, N_e, network widths) are static: changing them recompiles.
 Learning rates, gamma, tau and omega are plain Python floats closed over by the compiled step.
@@ -31,61 +31,58 @@ class ConfigError(ValueError):
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """Shared defaults of every task config; every public field is declared (and documented) here."""
+    """Shared defaults of every task config. Each field's meaning is its ``doc`` in ``SCHEMA``
+    (printed by ``python -m mjx_qvpo.train --config C --print-config``); comments here only say
+    why a default is what it is."""
     c = ml_collections.ConfigDict()
-    c.task = "humanoid"                # environment name, one of envs.TASKS
-    c.seed = 0                         # PRNG seed of the run
-    c.workdir = ""                     # run directory; "" means runs/<task>-seed<seed>
-    # Collection (QVPO.md section 7): N environments step together; each training step collects N
-    # transitions and performs U gradient updates, so the update-to-data ratio is U / N.
+    c.task = "humanoid"
+    c.seed = 0
+    c.workdir = ""
+    # Collection (docs/algorithm.md section 7): the update-to-data ratio is U / N; the paper's
+    # N = U = 1 is far too slow on an accelerator, so the task configs set both.
     c.num_envs = 1024
     c.updates_per_step = 128
     c.total_env_steps = 1_000_000
-    c.episode_length = 1000            # time limit; hitting it truncates (and bootstraps)
-    c.warmup_env_steps = 10_000        # uniform random actions and no updates before this
-    c.buffer_size = 1_000_000          # replay capacity in transitions
-    # Learner (sections 1-6).
-    c.batch_size = 256                 # B
+    c.episode_length = 1000
+    c.warmup_env_steps = 10_000
+    c.buffer_size = 1_000_000
+    # Learner: the paper's hyperparameters (docs/algorithm.md section 6).
+    c.batch_size = 256
     c.gamma = 0.99
-    c.tau = 0.005                      # Polyak rate of both target networks, every update
-    c.reward_scale = 1.0               # multiplies r in the TD target (paper: 1)
+    c.tau = 0.005
+    c.reward_scale = 1.0
     c.actor_lr = 1e-4
     c.critic_lr = 3e-4
     c.adam_eps = 1e-5
-    c.grad_clip = 2.0                  # global-norm clip of actor and critic gradients
-    c.diffusion_steps = 20             # T
-    c.beta_schedule = "cosine"         # one of BETA_SCHEDULES
-    c.num_train_samples = 64           # K: candidates per state in the policy update
-    c.num_chosen = 1                   # best candidates kept per state (top-n)
-    c.num_behavior_samples = 4         # K_b: candidates per state when collecting
-    c.num_target_samples = 4           # K_t: target-actor candidates for the TD target
-    c.num_eval_samples = 32            # K_eval: candidates per state at evaluation
-    c.num_entropy_samples = 10         # N_e: uniform actions per state (entropy term)
-    c.entropy_coef = 0.02              # omega, annealed (section 4); 0 switches the term off
-    c.q_transform = "qadv"             # one of Q_TRANSFORMS
+    c.grad_clip = 2.0
+    c.diffusion_steps = 20
+    c.beta_schedule = "cosine"
+    c.num_train_samples = 64
+    c.num_chosen = 1
+    c.num_behavior_samples = 4
+    c.num_target_samples = 4
+    c.num_eval_samples = 32
+    c.num_entropy_samples = 10
+    c.entropy_coef = 0.02
+    c.q_transform = "qadv"
     c.q_transform_params = ml_collections.ConfigDict(dict(
         q_neg=0.0, beta=1.0, cut=0.0, stats_rate=1e-3))
     c.network = ml_collections.ConfigDict(dict(
-        actor_hidden=(256, 256, 256),  # noise-model trunk
-        critic_hidden=(256, 256, 256), # each Q head
-        time_dim=32,                   # sinusoidal time embedding width
-        time_hidden=256,               # hidden width of the time MLP
-    ))
-    c.normalize_observations = False   # running mean/std normalization of observations
-    c.matmul_precision = "float32"     # float32 (default), tensorfloat32 or bfloat16 (opt-in)
-    c.scan_unroll = 4                  # unroll of the denoising scan (speed knob, same result;
-                                       # 4 measured ~7% faster than 1 on the CPU at humanoid size)
-    c.num_devices = 0                  # devices per process, data-parallel; 0: all local devices
+        actor_hidden=(256, 256, 256), critic_hidden=(256, 256, 256), time_dim=32,
+        time_hidden=256))
+    c.normalize_observations = False
+    c.matmul_precision = "float32"   # the fast modes' effect on learning is not measured yet
+    c.scan_unroll = 4                # 4 measured ~7% faster than 1 on the CPU at humanoid size
+    c.num_devices = 0
     # Evaluation, logging, checkpoints.
-    c.eval_every_env_steps = 100_000   # 0: only at the end
+    c.eval_every_env_steps = 100_000
     c.num_eval_envs = 16
-    c.log_every_env_steps = 20_000     # one compiled chunk spans this many env steps (rounded)
-    c.checkpoint_every_env_steps = 100_000  # 0: only at the end
+    c.log_every_env_steps = 20_000
+    c.checkpoint_every_env_steps = 100_000
     c.keep_checkpoints = 3
-    c.checkpoint_buffer = True         # save the replay buffer too (exact resume; large)
-    c.render_every_eval = False        # also render a short video (mjx_qvpo.render) at each
-                                       # evaluation into <workdir>/videos/ (needs OpenGL)
-    # The continuous bandit of section 8 (task "bandit" only).
+    c.checkpoint_buffer = True
+    c.render_every_eval = False
+    # The continuous bandit of docs/algorithm.md section 8 (task "bandit" only).
     c.bandit = ml_collections.ConfigDict(dict(
         centers=((-0.5, -0.5), (0.5, -0.5), (0.0, 0.6)),
         heights=(1.0, 1.0, 1.0),
@@ -142,31 +139,39 @@ def paper_config(task: str) -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------------- schema
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """Type and allowed values of one config field."""
+    """Type, allowed values and one-line meaning (``doc``) of one config field. ``doc`` is the only
+    description of the field: ``--print-config``, ``--help`` and the README table are generated
+    from it."""
     kind: type | tuple[type, ...]
     check: Callable[[Any], bool] | None = None
     allowed: str = ""
+    doc: str = ""
 
 
-def _int(lo: int = 0) -> Field:
-    return Field(int, lambda v: v >= lo, f"an integer >= {lo}")
+def _int(lo: int, doc: str) -> Field:
+    return Field(int, lambda v: v >= lo, f"an integer >= {lo}", doc)
 
 
-def _float(lo: float, hi: float = math.inf, lo_open: bool = False) -> Field:
+def _float(lo: float, doc: str, hi: float = math.inf, lo_open: bool = False) -> Field:
     def ok(v):
         return (v > lo if lo_open else v >= lo) and v <= hi and math.isfinite(v)
     bound = f"> {lo}" if lo_open else f">= {lo}"
-    return Field((int, float), ok, f"a number {bound}" + (f" and <= {hi}" if hi < math.inf else ""))
+    return Field((int, float), ok,
+                 f"a number {bound}" + (f" and <= {hi}" if hi < math.inf else ""), doc)
 
 
-def _choice(options: Sequence[str]) -> Field:
-    return Field(str, lambda v: v in options, f"one of {sorted(options)}")
+def _choice(options: Sequence[str], doc: str) -> Field:
+    return Field(str, lambda v: v in options, f"one of {sorted(options)}", doc)
 
 
-def _widths() -> Field:
+def _bool(doc: str) -> Field:
+    return Field(bool, None, "true or false", doc)
+
+
+def _widths(doc: str) -> Field:
     return Field((tuple, list), lambda v: len(v) >= 1 and all(
         isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v),
-        "a non-empty tuple of positive integers")
+        "a non-empty tuple of positive integers", doc)
 
 
 def _tasks() -> Sequence[str]:
@@ -175,58 +180,74 @@ def _tasks() -> Sequence[str]:
 
 
 SCHEMA: dict[str, Field] = {
-    "task": Field(str, None, "a known task"),
-    "seed": _int(0),
-    "workdir": Field(str, None, "a path (string)"),
-    "num_envs": _int(1),
-    "updates_per_step": _int(1),
-    "total_env_steps": _int(1),
-    "episode_length": _int(1),
-    "warmup_env_steps": _int(0),
-    "buffer_size": _int(1),
-    "batch_size": _int(1),
-    "gamma": _float(0.0, 1.0),
-    "tau": _float(0.0, 1.0, lo_open=True),
-    "reward_scale": _float(0.0, lo_open=True),
-    "actor_lr": _float(0.0, lo_open=True),
-    "critic_lr": _float(0.0, lo_open=True),
-    "adam_eps": _float(0.0, lo_open=True),
-    "grad_clip": _float(0.0, lo_open=True),
-    "diffusion_steps": _int(1),
-    "beta_schedule": _choice(BETA_SCHEDULES),
-    "num_train_samples": _int(1),
-    "num_chosen": _int(1),
-    "num_behavior_samples": _int(1),
-    "num_target_samples": _int(1),
-    "num_eval_samples": _int(1),
-    "num_entropy_samples": _int(0),
-    "entropy_coef": _float(0.0, 1.0),
-    "q_transform": _choice(tuple(Q_TRANSFORMS)),
-    "q_transform_params.q_neg": _float(-math.inf),
-    "q_transform_params.beta": _float(0.0),
-    "q_transform_params.cut": _float(-math.inf),
-    "q_transform_params.stats_rate": _float(0.0, 1.0, lo_open=True),
-    "network.actor_hidden": _widths(),
-    "network.critic_hidden": _widths(),
-    "network.time_dim": Field(int, lambda v: v >= 4 and v % 2 == 0, "an even integer >= 4"),
-    "network.time_hidden": _int(1),
-    "normalize_observations": Field(bool, None, "true or false"),
-    "matmul_precision": _choice(MATMUL_PRECISIONS),
-    "scan_unroll": _int(1),
-    "num_devices": _int(0),
-    "eval_every_env_steps": _int(0),
-    "num_eval_envs": _int(1),
-    "log_every_env_steps": _int(1),
-    "checkpoint_every_env_steps": _int(0),
-    "keep_checkpoints": _int(1),
-    "checkpoint_buffer": Field(bool, None, "true or false"),
-    "render_every_eval": Field(bool, None, "true or false"),
+    "task": Field(str, None, "a known task", "environment name, one of envs.TASKS"),
+    "seed": _int(0, "PRNG seed of the run (alias: --seed S)"),
+    "workdir": Field(str, None, "a path (string)",
+                     'run directory; "" means runs/<task>-seed<seed> (alias: --workdir RUN)'),
+    "num_envs": _int(1, "N: environments stepped together; each training step collects N "
+                        "transitions (section 7)"),
+    "updates_per_step": _int(1, "U: gradient updates per training step; update-to-data ratio "
+                                "U / N"),
+    "total_env_steps": _int(1, "training budget in env steps (rounded up to whole chunks)"),
+    "episode_length": _int(1, "time limit; hitting it truncates the episode (and bootstraps)"),
+    "warmup_env_steps": _int(0, "uniform random actions and no updates before this many env "
+                                "steps"),
+    "buffer_size": _int(1, "replay capacity in transitions (rounded down to whole steps of N)"),
+    "batch_size": _int(1, "B: transitions per gradient update"),
+    "gamma": _float(0.0, "discount factor", hi=1.0),
+    "tau": _float(0.0, "Polyak rate of both target networks, every update", hi=1.0,
+                  lo_open=True),
+    "reward_scale": _float(0.0, "multiplies r in the TD target (paper: 1)", lo_open=True),
+    "actor_lr": _float(0.0, "Adam learning rate of the diffusion policy", lo_open=True),
+    "critic_lr": _float(0.0, "Adam learning rate of the double-Q critic", lo_open=True),
+    "adam_eps": _float(0.0, "Adam epsilon of both optimizers", lo_open=True),
+    "grad_clip": _float(0.0, "global-norm clip of actor and critic gradients", lo_open=True),
+    "diffusion_steps": _int(1, "T: denoising steps of the diffusion policy (static: recompiles)"),
+    "beta_schedule": _choice(BETA_SCHEDULES, "noise schedule of the diffusion policy"),
+    "num_train_samples": _int(1, "K: candidate actions per state in the policy update"),
+    "num_chosen": _int(1, "best candidates per state kept as policy targets (top-n)"),
+    "num_behavior_samples": _int(1, "K_b: candidates per state when collecting (best-of-K_b)"),
+    "num_target_samples": _int(1, "K_t: target-actor candidates per next state in the TD target"),
+    "num_eval_samples": _int(1, "K_eval: candidates per state at evaluation and in exported "
+                                "policies"),
+    "num_entropy_samples": _int(0, "N_e: uniform actions per state in the entropy term"),
+    "entropy_coef": _float(0.0, "omega, annealed over the run (section 4); 0 switches the "
+                                "entropy term off", hi=1.0),
+    "q_transform": _choice(tuple(Q_TRANSFORMS), "Q-to-weight transform of the policy loss "
+                                                "(section 3)"),
+    "q_transform_params.q_neg": _float(-math.inf, "qrelu: w = max(Q + q_neg, 0)"),
+    "q_transform_params.beta": _float(0.0, "qexpn: w = exp(beta * standardized Q)"),
+    "q_transform_params.cut": _float(-math.inf, "qcut: w = max(Q, cut)"),
+    "q_transform_params.stats_rate": _float(0.0, "qexpn: update rate of the running Q "
+                                                 "statistics", hi=1.0, lo_open=True),
+    "network.actor_hidden": _widths("hidden widths of the noise model eps(a_t, t, s)"),
+    "network.critic_hidden": _widths("hidden widths of each of the two Q heads"),
+    "network.time_dim": Field(int, lambda v: v >= 4 and v % 2 == 0, "an even integer >= 4",
+                              "width of the sinusoidal time embedding"),
+    "network.time_hidden": _int(1, "hidden width of the time-embedding MLP"),
+    "normalize_observations": _bool("running mean/std normalization of observations"),
+    "matmul_precision": _choice(MATMUL_PRECISIONS, "matmul mode: float32 (exact), "
+                                                   "tensorfloat32 or bfloat16 (opt-in speed)"),
+    "scan_unroll": _int(1, "unroll of the denoising scan (a speed knob; same result)"),
+    "num_devices": _int(0, "devices per process, data-parallel; 0: all local devices"),
+    "eval_every_env_steps": _int(0, "env steps between evaluations; 0: only at the end"),
+    "num_eval_envs": _int(1, "episodes per evaluation (fresh environments in parallel)"),
+    "log_every_env_steps": _int(1, "env steps per compiled chunk, i.e. per log line (rounded "
+                                   "to whole training steps)"),
+    "checkpoint_every_env_steps": _int(0, "env steps between checkpoints; 0: only at the end"),
+    "keep_checkpoints": _int(1, "newest checkpoints kept in <workdir>/checkpoints"),
+    "checkpoint_buffer": _bool("save the replay buffer too (exact resume; large)"),
+    "render_every_eval": _bool("also render a short video into <workdir>/videos/ at each "
+                               "evaluation (needs OpenGL)"),
     "bandit.centers": Field((tuple, list), lambda v: len(v) >= 1 and all(
         len(c) == 2 and all(-1.0 <= float(x) <= 1.0 for x in c) for c in v),
-        "a non-empty tuple of (x, y) points inside [-1, 1]^2"),
-    "bandit.heights": Field((tuple, list), lambda v: len(v) >= 1, "a non-empty tuple of numbers"),
+        "a non-empty tuple of (x, y) points inside [-1, 1]^2",
+        "bandit only: centers of the Gaussian reward bumps"),
+    "bandit.heights": Field((tuple, list), lambda v: len(v) >= 1, "a non-empty tuple of numbers",
+                            "bandit only: heights of the bumps"),
     "bandit.widths": Field((tuple, list), lambda v: len(v) >= 1 and all(float(x) > 0 for x in v),
-                           "a non-empty tuple of positive numbers"),
+                           "a non-empty tuple of positive numbers",
+                           "bandit only: widths (standard deviations) of the bumps"),
 }
 
 
@@ -311,14 +332,51 @@ def derive(cfg) -> Derived:
 
 
 # ----------------------------------------------------------------------------------- loading
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Import a config file and call its ``get_config()``."""
+def load_module(path: str, kind: str = "config file"):
+    """Import a Python file as a module; any failure (missing file, syntax error, an exception
+    while importing) is a one-line ``ConfigError`` naming the file and the problem."""
     if not os.path.exists(path):
-        raise ConfigError(f"config file {path!r} does not exist")
+        raise ConfigError(f"{kind} {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ConfigError(f"{kind} {path!r} is a directory; give a .py file such as "
+                          f"configs/inverted_pendulum.py")
     spec = importlib.util.spec_from_file_location("_mjx_qvpo_config", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{kind} {path!r} is not a Python file (expected a .py file with "
+                          f"get_config())")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"{kind} {path!r}: syntax error at line {e.lineno}: {e.msg}") from None
+    except Exception as e:  # any error inside the user's file: name it, no traceback
+        raise ConfigError(f"{kind} {path!r} failed to import: {_one_line(e)}") from None
+    return module
+
+
+def call_config_function(module, path: str, name: str = "get_config"):
+    """Call ``module.<name>()``; a missing function or an exception inside it is one line."""
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"config file {path!r} defines no {name}() (a config file is a .py "
+                          f"file whose {name}() returns an ml_collections.ConfigDict)")
+    try:
+        cfg = fn()
+    except Exception as e:
+        raise ConfigError(f"config file {path!r}: {name}() raised {_one_line(e)}") from None
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise ConfigError(f"config file {path!r}: {name}() returned a {type(cfg).__name__}, "
+                          f"expected an ml_collections.ConfigDict")
+    return cfg
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """Import a config file and call its ``get_config()`` (errors: one line, ``ConfigError``)."""
+    return call_config_function(load_module(path), path)
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]
@@ -374,3 +432,41 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     cfg = base_config()
     merge(cfg, json.loads(text))
     return cfg
+
+
+# ------------------------------------------------------------------------- field listings
+def describe_fields(cfg) -> list[dict[str, Any]]:
+    """One row per schema field: ``name``, ``value`` (in ``cfg``), ``default`` (in
+    ``base_config``), ``allowed`` and ``doc``, in schema order. Generated from ``SCHEMA`` alone,
+    so a field added there is listed everywhere at once."""
+    flat, defaults = _flatten(cfg), _flatten(base_config())
+    return [dict(name=name, value=flat.get(name), default=defaults.get(name),
+                 allowed=field.allowed, doc=field.doc) for name, field in SCHEMA.items()]
+
+
+def _show(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(_show(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def format_config(cfg, markdown: bool = False) -> str:
+    """The config as text (``name = value``, then its meaning, default and allowed values) or as a
+    Markdown table (the README's field table is this output for ``configs/base.py``)."""
+    rows = describe_fields(cfg)
+    if markdown:
+        lines = ["| field | value | meaning | allowed |", "|---|---|---|---|"]
+        for r in rows:
+            value = _show(r["value"])
+            if r["value"] != r["default"]:
+                value += f" (default {_show(r['default'])})"
+            doc = r["doc"].replace("<", "&lt;").replace(">", "&gt;")  # not HTML tags
+            lines.append(f"| `{r['name']}` | `{value}` | {doc} | {r['allowed']} |")
+        return "\n".join(lines)
+    width = max(len(r["name"]) for r in rows)
+    lines = []
+    for r in rows:
+        default = "" if r["value"] == r["default"] else f" (default {_show(r['default'])})"
+        lines.append(f"{r['name']:<{width}} = {_show(r['value'])}{default}")
+        lines.append(f"{'':<{width}}   # {r['doc']}; {r['allowed']}")
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""DDPM noise schedules, the ancestral sampler and the VLO loss (QVPO.md section 1).
+"""DDPM noise schedules, the ancestral sampler and the VLO loss (docs/algorithm.md section 1).
 
 The schedule constants are computed once in float64 NumPy (as the reference does in PyTorch double
 precision before casting) and stored as float32 arrays in a static ``Schedule``.
@@ -57,7 +57,7 @@ class Schedule:
 
 
 def make_schedule(num_steps: int, kind: str = "cosine") -> Schedule:
-    """Schedule constants of QVPO.md section 1 for ``kind`` in BETA_SCHEDULES."""
+    """Schedule constants of docs/algorithm.md section 1 for ``kind`` in BETA_SCHEDULES."""
     if kind not in _BETAS:
         raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {kind!r}")
     betas = _BETAS[kind](num_steps).astype(np.float64)
@@ -83,7 +83,7 @@ def make_schedule(num_steps: int, kind: str = "cosine") -> Schedule:
 
 def posterior_step(sched: Schedule, t: int | jax.Array, a_t: jax.Array, eps: jax.Array,
                    noise: jax.Array) -> jax.Array:
-    """One ancestral step a_t -> a_{t-1} given the predicted eps (QVPO.md section 1).
+    """One ancestral step a_t -> a_{t-1} given the predicted eps (docs/algorithm.md section 1).
 
     a0_hat = sqrt(1/abar_t) a_t - sqrt(1/abar_t - 1) eps, clipped to [-1, 1]; the posterior mean
     c1_t a0_hat + c2_t a_t plus exp(0.5 log var_t) * noise, with no noise at t = 0.
@@ -127,7 +127,7 @@ def vlo_row_losses(model: NoiseModel, sched: Schedule, params: Params, actions: 
 
     ``actions`` (..., d) are clean actions a; ``state_features`` broadcast against them (see
     NoiseModel.state_features). t ~ U{0..T-1}, eps ~ N(0, I), a_t = sqrt(abar_t) a +
-    sqrt(1 - abar_t) eps (QVPO.md section 1). Returns (...,): the caller applies the weights.
+    sqrt(1 - abar_t) eps (docs/algorithm.md section 1). Returns (...,): the caller applies the weights.
     """
     k_t, k_eps = jax.random.split(key)
     t = jax.random.randint(k_t, actions.shape[:-1], 0, sched.num_steps)

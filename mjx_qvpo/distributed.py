@@ -1,5 +1,5 @@
 """Devices and hosts: which devices a run uses, how its state is laid out on them, and moving it
-between devices and the host (QVPO.md section 7, scaled out).
+between devices and the host (docs/algorithm.md section 7, scaled out).
 
 Data parallelism with JAX's own sharding: a 1-D ``Mesh`` over the run's devices (axis
 ``AXIS``). The N environments, their states and the replay buffer's environment axis are split

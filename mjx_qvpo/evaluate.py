@@ -1,12 +1,12 @@
 """``python -m mjx_qvpo.evaluate --workdir RUN --episodes M [--out FILE.json] [--checkpoint STEP]
-[--seed S]``
+[--seed S]`` (or ``RUN`` positional, or ``--policy FILE.npz`` for a file from ``mjx_qvpo.export``)
 
 Score a checkpoint (the newest by default): M fresh environments run one episode each, in
 parallel, acting with the evaluation policy (best-of-K_eval, ``cfg.num_eval_samples``, exactly
 as ``trainer.evaluate`` during training) for at most the run's ``episode_length`` steps. Prints the
 mean, standard deviation (population, ddof=0, as in the training log), min and max of the
 undiscounted returns, and writes them with the per-episode returns and lengths as JSON to
-``--out`` (default ``RUN/eval_<step>.json``).
+``--out`` (default ``RUN/eval_<step>.json``, or ``<FILE>_eval.json`` beside a policy file).
 
 Bad input (no run directory, no checkpoint, an unknown step, M < 1) is one line on stderr and exit
 status 2.
@@ -47,23 +47,34 @@ def check_checkpoint(workdir: str, step: int | None) -> None:
 
 def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
                  seed: int = 0) -> dict:
-    """Returns of ``episodes`` evaluation episodes of a run's checkpoint, as the JSON summary
-    (keys ``SUMMARY_KEYS``)."""
+    """Returns of ``episodes`` evaluation episodes of a run's checkpoint, or of an exported policy
+    file when ``workdir`` is one (``export.is_policy_file``), as the JSON summary (keys
+    ``SUMMARY_KEYS``)."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
-    check_checkpoint(workdir, checkpoint)
+    from mjx_qvpo import export
+
+    policy_file = export.is_policy_file(workdir)
+    if policy_file and checkpoint is not None:
+        raise ConfigError("--checkpoint applies to a run directory, not to a policy file")
+    if not policy_file:
+        check_checkpoint(workdir, checkpoint)
 
     import jax
 
     import envs
     from mjx_qvpo import acting, runs
 
-    cfg, trainer, state, step = runs.load_state(workdir, checkpoint)
+    # A policy file and a run load into the same (cfg, trainer, state, step) shape.
+    cfg, trainer, state, step = (export.load_exported(workdir) if policy_file
+                                 else runs.load_state(workdir, checkpoint))
     policy_factory = acting.make_inference_fn(trainer.nets, cfg.num_eval_samples)
+
+    env = trainer.env  # built here, outside the trace (a policy file builds it on first use)
 
     @jax.jit
     def run(params, key):
-        return envs.evaluate_returns(trainer.env, policy_factory(params), key, episodes,
+        return envs.evaluate_returns(env, policy_factory(params), key, episodes,
                                      cfg.episode_length)
 
     t0 = time.perf_counter()
@@ -82,7 +93,10 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
 
 
 def default_out(workdir: str, step: int) -> str:
-    """Where the summary goes without ``--out``: ``RUN/eval_<step>.json``."""
+    """Where the summary goes without ``--out``: ``RUN/eval_<step>.json`` (for a policy file
+    ``FILE.npz``: ``FILE_eval.json``)."""
+    if workdir.endswith(".npz") and not os.path.isdir(workdir):
+        return os.path.splitext(workdir)[0] + "_eval.json"
     return os.path.join(workdir, f"eval_{step}.json")
 
 
@@ -106,8 +120,14 @@ def describe(summary: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.evaluate``."""
     p = ArgumentParser(prog="python -m mjx_qvpo.evaluate",
-                description="Mean, std, min and max return of a checkpoint over M episodes.")
-    p.add_argument("--workdir", required=True, help="run directory")
+                       description="Mean, std, min and max return of a checkpoint (or an exported "
+                                   "policy file) over M episodes, acting best-of-K_eval.",
+                       example="python -m mjx_qvpo.evaluate --workdir runs/ip --episodes 16")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN",
+                   help="run directory (the same as --workdir RUN)")
+    p.add_argument("--workdir", default=None, metavar="RUN", help="run directory")
+    p.add_argument("--policy", default=None, metavar="FILE.npz",
+                   help="an exported policy (python -m mjx_qvpo.export) instead of a run")
     p.add_argument("--episodes", type=int, required=True, metavar="M",
                    help="episodes (fresh environments run in parallel)")
     p.add_argument("--out", default=None, metavar="FILE.json",
@@ -118,14 +138,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def source_of(args) -> str:
+    """The one run directory or policy file of a parsed evaluate/render command line
+    (``RUN``, ``--workdir RUN`` or ``--policy FILE.npz``)."""
+    given = [x for x in dict.fromkeys((args.run, args.workdir, args.policy)) if x]
+    if len(given) != 1:
+        raise ConfigError("give exactly one of --workdir RUN (or RUN) and --policy FILE.npz"
+                          + (f", got {given}" if given else ""))
+    if args.policy and not args.policy.endswith(".npz"):
+        raise ConfigError(f"--policy must be a .npz file from python -m mjx_qvpo.export, got "
+                          f"{args.policy!r}")
+    return given[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; bad input is one clear line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
-        summary = evaluate_run(args.workdir, args.episodes, checkpoint=args.checkpoint,
-                               seed=args.seed)
-        out = args.out or default_out(args.workdir, summary["checkpoint"])
+        source = source_of(args)
+        summary = evaluate_run(source, args.episodes, checkpoint=args.checkpoint, seed=args.seed)
+        out = args.out or default_out(source, summary["checkpoint"])
         write_json(out, summary)
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""QVPO losses: the double-Q critic (QVPO.md section 2) and the Q-weighted VLO policy loss with
+"""QVPO losses: the double-Q critic (docs/algorithm.md section 2) and the Q-weighted VLO policy loss with
 diffusion entropy regularization (sections 3 and 4).
 
 ``make_losses`` returns pure functions ``(params, ..., batch, key) -> (loss, aux)`` that the
@@ -20,7 +20,7 @@ from mjx_qvpo.q_transforms import QStats, QTransformParams, get_q_transform
 @flax.struct.dataclass
 class Transition:
     """One batch of replay data. ``terminated`` is 1 only for true terminations: a time-limit
-    truncation keeps terminated = 0 so that its target bootstraps (QVPO.md section 2)."""
+    truncation keeps terminated = 0 so that its target bootstraps (docs/algorithm.md section 2)."""
     obs: jax.Array
     action: jax.Array
     reward: jax.Array
@@ -30,7 +30,7 @@ class Transition:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Static hyperparameters of the losses (shapes are static; see QVPO.md section 6)."""
+    """Static hyperparameters of the losses (shapes are static; see docs/algorithm.md section 6)."""
     gamma: float = 0.99
     reward_scale: float = 1.0
     num_train_samples: int = 64     # K
@@ -60,7 +60,7 @@ def make_losses(nets: acting.QVPONetworks, cfg: LossConfig):
     def critic_loss(critic_params, target_actor_params, target_critic_params, batch: Transition,
                     key):
         """MSE of both Q heads to y, with a' = best of K_t target-actor samples scored by the
-        target critic (QVPO.md section 2)."""
+        target critic (docs/algorithm.md section 2)."""
         _, next_q = acting.best_of_k(nets, target_actor_params, target_critic_params,
                                      batch.next_obs, key, cfg.num_target_samples)
         y = jax.lax.stop_gradient(
@@ -71,7 +71,7 @@ def make_losses(nets: acting.QVPONetworks, cfg: LossConfig):
 
     def actor_loss(actor_params, critic_params, batch: Transition, omega: jax.Array,
                    q_stats: QStats, key):
-        """Q-weighted VLO loss with entropy rows (QVPO.md sections 3 and 4).
+        """Q-weighted VLO loss with entropy rows (docs/algorithm.md sections 3 and 4).
 
         1. K candidates per state from the current policy (no gradient), 2. scored by min(Q1, Q2)
         of the critic as it is after this update's critic step, 3. top-n kept, 4. weighted by the

@@ -1,4 +1,4 @@
-"""Networks of QVPO as pure init/apply functions (QVPO.md sections 1 and 2).
+"""Networks of QVPO as pure init/apply functions (docs/algorithm.md sections 1 and 2).
 
 Both networks are MLPs whose first layer reads a concatenation (``[a_t, emb(t), s]`` for the noise
 model, ``[s, a]`` for the critic). A dense layer on a concatenation equals the sum of dense layers on
@@ -33,7 +33,7 @@ def mish(x: jax.Array) -> jax.Array:
 
 
 def _dense_weight(key: jax.Array, fan_in: int, fan_out: int) -> jax.Array:
-    """Reference init (QVPO.md section 1): normal, std 1/(2 sqrt(fan_in)), truncated at 2 std."""
+    """Reference init (docs/algorithm.md section 1): normal, std 1/(2 sqrt(fan_in)), truncated at 2 std."""
     std = 1.0 / (2.0 * math.sqrt(fan_in))
     return std * jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out), jnp.float32)
 
@@ -94,7 +94,7 @@ def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class NoiseModel:
-    """eps_theta(a_t, t, s) of QVPO.md section 1: MLP on [a_t, time-MLP(sinusoid(t)), s].
+    """eps_theta(a_t, t, s) of docs/algorithm.md section 1: MLP on [a_t, time-MLP(sinusoid(t)), s].
 
     Static shapes only; parameters are passed to every method. ``hidden`` is the trunk
     (reference: 3 x 256, Mish); the time MLP is sinusoid(time_dim) -> time_hidden -> Mish -> time_dim.
@@ -142,7 +142,7 @@ class NoiseModel:
 
 @dataclasses.dataclass(frozen=True)
 class Critic:
-    """Double-Q critic of QVPO.md section 2: two MLP heads on [s, a] (reference 3 x 256, Mish).
+    """Double-Q critic of docs/algorithm.md section 2: two MLP heads on [s, a] (reference 3 x 256, Mish).
 
     The two heads' parameters are stacked on a leading axis of size 2 and evaluated with one vmap.
     """

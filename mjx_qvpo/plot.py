@@ -9,7 +9,8 @@ linear interpolation where their x values differ, as wall-clock times do). Each 
 is one curve, labelled by its task and the fields in which it differs from the others.
 
 The figure is written as PNG and SVG: ``--out FILE.png`` gives both ``FILE.png`` and ``FILE.svg``
-(default ``results/plots/<task>_<x>.png``). Needs no JAX and no checkpoints, only the runs'
+(default ``runs/plots/<task>_<x>.png``; the committed ``results/plots/`` is written only
+with an explicit ``--out``). Needs no JAX and no checkpoints, only the runs'
 ``config.json`` and ``metrics.jsonl``.
 
 Bad input (a missing run, a run without rows of the metric, an unknown option) is one line on
@@ -19,6 +20,7 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -57,6 +59,12 @@ def load_curve(workdir: str, metric: str = DEFAULT_METRIC, x: str = "env_steps"
     pts = [(float(r[x]), float(r[metric])) for r in rows
            if r.get(metric) is not None and x in r and np.isfinite(r[metric])]
     if not pts:
+        keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float))})
+        if rows and metric not in keys:  # a misspelled key: suggest, and list what there is
+            close = difflib.get_close_matches(metric, keys, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ConfigError(f"--metric {metric!r}: run {workdir!r} has no such key{hint} "
+                              f"(its keys: {', '.join(keys)})")
         raise ConfigError(f"{workdir!r} has no {metric!r} values in its metrics yet")
     pts.sort()
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
@@ -195,22 +203,26 @@ def _steps_label(value: float, _pos=None) -> str:
 
 
 def default_out(workdirs: Sequence[str], x: str) -> str:
-    """``results/plots/<task>_<x>.png`` (tasks joined by ``+``)."""
+    """``runs/plots/<task>_<x>.png`` (tasks joined by ``+``)."""
     from mjx_qvpo import runs
 
     tasks = sorted({str(runs.load_config(w).task) for w in workdirs})
-    return os.path.join("results", "plots", f"{'+'.join(tasks)}_{x}.png")
+    return os.path.join("runs", "plots", f"{'+'.join(tasks)}_{x}.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.plot``."""
     p = ArgumentParser(prog="python -m mjx_qvpo.plot",
-                description="Learning curves (PNG and SVG) of one or more runs; runs that differ "
-                            "only in seed are averaged with a shaded ± std band.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+                       description="Learning curves (PNG and SVG) of one or more runs; runs that "
+                                   "differ only in seed are averaged with a shaded ± std band.",
+                       example="python -m mjx_qvpo.plot runs/ip-seed0 runs/ip-seed1 --out "
+                               "runs/ip.png")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run directories")
+    p.add_argument("--workdir", action="append", default=[], metavar="RUN",
+                   help="a run directory (the same as a positional RUN; repeatable)")
     p.add_argument("--out", default=None, metavar="FILE.png",
                    help="output path; FILE.png and FILE.svg are written "
-                        "(default: results/plots/<task>_<x>.png)")
+                        "(default: runs/plots/<task>_<x>.png)")
     p.add_argument("--x", default="env_steps", choices=X_AXES, help="x axis")
     p.add_argument("--metric", default=DEFAULT_METRIC,
                    help=f"metrics.jsonl key to plot (default {DEFAULT_METRIC})")
@@ -223,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
+        args.runs = [*args.runs, *args.workdir]
+        if not args.runs:
+            raise ConfigError("give at least one run directory (RUN or --workdir RUN)")
         for w in args.runs:
             if not os.path.isdir(w):
                 raise ConfigError(f"run directory {w!r} does not exist")

@@ -1,4 +1,4 @@
-"""Q-weight transforms of QVPO.md section 3, step 4, chosen by name from a registry.
+"""Q-weight transforms of docs/algorithm.md section 3, step 4, chosen by name from a registry.
 
 Each transform maps the Q-values of the chosen actions ``q_chosen`` (B, n) and of all K sampled
 candidates ``q_all`` (B, K) to non-negative weights (B, n). ``qexpn`` keeps a running mean and std of

@@ -1,5 +1,7 @@
-"""``python -m mjx_qvpo.render --workdir RUN --out FILE.mp4 [--checkpoint STEP] [--steps N]
-[--width W --height H] [--camera NAME_OR_ID] [--envs E] [--fps F] [--seed S]``
+"""``python -m mjx_qvpo.render --workdir RUN [--out FILE.mp4] [--checkpoint STEP] [--steps N]
+[--width W --height H] [--camera NAME_OR_ID] [--envs E] [--fps F] [--seed S]`` (or ``RUN``
+positional, or ``--policy FILE.npz`` for a file from ``mjx_qvpo.export``; ``--out`` defaults to
+``RUN/video_<step>.mp4``)
 
 Watch what a run's policy does: roll out the evaluation policy (best-of-K_eval, the same policy as
 ``trainer.evaluate``) on the run's task in MJX, in one jitted ``lax.scan`` that returns ``qpos`` and
@@ -335,34 +337,52 @@ def make_video_fn(trainer, num_steps: int, num_envs: int = 1, width: int = DEFAU
     return video
 
 
-def render_run(workdir: str, out: str, *, checkpoint: int | None = None,
+def render_run(workdir: str, out: str | None, *, checkpoint: int | None = None,
                steps: int | None = None, width: int = DEFAULT_WIDTH,
                height: int = DEFAULT_HEIGHT, camera: str | int | None = None, num_envs: int = 1,
                fps: float | None = None, seed: int = 0) -> dict:
-    """Render a run's checkpoint (the newest by default) to ``out``; returns the summary of
+    """Render a run's checkpoint (the newest by default), or an exported policy file when
+    ``workdir`` is one, to ``out`` (default ``default_out``); returns the summary of
     ``make_video_fn`` plus ``task`` and ``step``. The cheap checks (output name, sizes, OpenGL)
     come before any compilation."""
     import jax
 
-    from mjx_qvpo import runs
+    from mjx_qvpo import export, runs
     from mjx_qvpo.evaluate import check_checkpoint
 
-    check_size(out, width, height)
+    policy_file = export.is_policy_file(workdir)
+    check_size(out or "x.mp4", width, height)
     if steps is not None and steps < 1:
         raise RenderError(f"--steps must be >= 1, got {steps}")
     if num_envs < 1:
         raise RenderError(f"--envs must be >= 1, got {num_envs}")
-    cfg = runs.load_config(workdir)
+    if policy_file and checkpoint is not None:
+        raise RenderError("--checkpoint applies to a run directory, not to a policy file")
+    if policy_file:
+        cfg, trainer, state, step = export.load_exported(workdir)
+    else:
+        cfg = runs.load_config(workdir)
     if cfg.task == "bandit":
         raise RenderError("task 'bandit' has no physics to render (no MuJoCo model); use "
                           "`python -m mjx_qvpo.evaluate` for its returns")
-    check_checkpoint(workdir, checkpoint)
+    if not policy_file:
+        check_checkpoint(workdir, checkpoint)
     select_gl_backend()
-    cfg, trainer, state, step = runs.load_state(workdir, checkpoint)
+    if not policy_file:
+        cfg, trainer, state, step = runs.load_state(workdir, checkpoint)
+    out = out or default_out(workdir, int(step))
     video = make_video_fn(trainer, steps or cfg.episode_length, num_envs, width, height, camera,
                           fps)
     summary = video(state, out, jax.random.PRNGKey(seed))
     return dict(summary, task=cfg.task, step=int(step), workdir=workdir)
+
+
+def default_out(workdir: str, step: int) -> str:
+    """Where the video goes without ``--out``: ``RUN/video_<step>.mp4`` (for a policy file
+    ``FILE.npz``: ``FILE.mp4``)."""
+    if workdir.endswith(".npz") and not os.path.isdir(workdir):
+        return os.path.splitext(workdir)[0] + ".mp4"
+    return os.path.join(workdir, f"video_{step}.mp4")
 
 
 def describe(summary: dict) -> str:
@@ -386,10 +406,18 @@ def describe(summary: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.render``."""
     p = ArgumentParser(prog="python -m mjx_qvpo.render",
-                description="Render a run's evaluation policy to an MP4 or GIF (MUJOCO_GL selects "
-                            "the OpenGL backend: egl, osmesa; unset tries egl then osmesa).")
-    p.add_argument("--workdir", required=True, help="run directory")
-    p.add_argument("--out", required=True, help="output video, .mp4 or .gif")
+                       description="Render a run's evaluation policy (or an exported policy file) "
+                                   "to an MP4 or GIF\n(MUJOCO_GL selects the OpenGL backend: egl, "
+                                   "osmesa; unset tries egl then osmesa).",
+                       example="python -m mjx_qvpo.render --workdir runs/ip --out runs/ip/video.mp4"
+                               " --steps 200")
+    p.add_argument("run", nargs="?", default=None, metavar="RUN",
+                   help="run directory (the same as --workdir RUN)")
+    p.add_argument("--workdir", default=None, metavar="RUN", help="run directory")
+    p.add_argument("--policy", default=None, metavar="FILE.npz",
+                   help="an exported policy (python -m mjx_qvpo.export) instead of a run")
+    p.add_argument("--out", default=None, metavar="FILE.mp4",
+                   help="output video, .mp4 or .gif (default: RUN/video_<step>.mp4)")
     p.add_argument("--checkpoint", type=int, default=None, metavar="STEP",
                    help="env step of the checkpoint (default: the newest)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
@@ -413,8 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; bad input is one clear line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        from mjx_qvpo.evaluate import source_of
         args = build_parser().parse_args(argv)
-        summary = render_run(args.workdir, args.out, checkpoint=args.checkpoint, steps=args.steps,
+        summary = render_run(source_of(args), args.out, checkpoint=args.checkpoint,
+                             steps=args.steps,
                              width=args.width, height=args.height, camera=args.camera,
                              num_envs=args.envs, fps=args.fps, seed=args.seed)
     except ConfigError as e:

@@ -1,4 +1,4 @@
-"""On-device FIFO replay buffer of fixed capacity (QVPO.md section 7).
+"""On-device FIFO replay buffer of fixed capacity (docs/algorithm.md section 7).
 
 The buffer stores whole training steps: every leaf has shape ``(S, N, ...)``, S step slots (a ring)
 by N environments. Insertion writes the N transitions of one training step into one slot (a

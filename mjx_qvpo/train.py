@@ -1,4 +1,5 @@
 """``python -m mjx_qvpo.train --config configs/humanoid.py [--config.field=value ...] [--resume]``
+(``--help``; ``--print-config`` lists the resolved config, ``--dry-run`` the derived plan)
 
 The host loop: validate the config, build the pure training functions, compile the chunk once
 (reported apart), then run chunks, logging between them, evaluating, checkpointing and stopping
@@ -8,7 +9,6 @@ chunk (``training.py``); this file only does I/O.
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -21,58 +21,32 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from mjx_qvpo import checkpoint, distributed
+from mjx_qvpo import checkpoint, cli, config, distributed
+from mjx_qvpo.cli import parse_args, parse_value  # noqa: F401  (re-exported: bench, experiments)
 from mjx_qvpo.config import (ConfigError, apply_overrides, derive, from_json, load_config_file,
                              resolve, to_json)
 from mjx_qvpo.runs import CKPT_DIR, CONFIG_FILE, METRICS_FILE, read_metrics
 
 USAGE = ("usage: python -m mjx_qvpo.train --config CONFIG.py [--config.FIELD=VALUE ...] "
-         "[--resume | --overwrite]")
+         "[--workdir RUN] [--seed S] [--resume | --overwrite] [--print-config [--markdown]] "
+         "[--dry-run]")
+FLAGS = ("resume", "overwrite", "print-config", "markdown", "dry-run")
+HELP = cli.help_text(
+    "python -m mjx_qvpo.train", "Train QVPO on one task: N MJX environments and the learner in one "
+    "compiled training step.\nWrites a run directory: config.json, metrics.jsonl, checkpoints/.",
+    USAGE, [*cli.CONFIG_OPTIONS,
+            ("--workdir RUN", "run directory (= --config.workdir; default runs/<task>-seed<seed>)"),
+            ("--seed S", "PRNG seed (= --config.seed)"),
+            ("--resume", "continue the run in RUN from its newest checkpoint"),
+            ("--overwrite", "delete the run in RUN and start again"),
+            ("--print-config", "print the resolved config, each field with its meaning and "
+                               "default, and exit"),
+            ("--markdown", "with --print-config: as a Markdown table (the README's table)"),
+            ("--dry-run", "validate, print the derived plan (env steps, chunks, updates, "
+                          "buffer memory, time estimates) and exit; writes nothing")],
+    "python -m mjx_qvpo.train --config configs/inverted_pendulum.py --workdir runs/ip --seed 1")
 # Assumed sustained matmul rate of a small CPU, used only for the start-up time estimate.
 _CPU_FLOPS_GUESS = 5e10
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value: a Python literal when it parses as one, else the raw string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        return text
-
-
-def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "overwrite"),
-               usage: str = USAGE) -> tuple[str, dict[str, Any], dict[str, bool]]:
-    """Split argv into the config path, ``--config.x=v`` overrides and the boolean ``--flags``
-    (those in ``flag_names``); anything else is a ConfigError that shows ``usage``."""
-    path, overrides, flags = None, {}, {name: False for name in flag_names}
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a == "--config" and args:
-            path = args.pop(0)
-        elif a.startswith("--config="):
-            path = a.split("=", 1)[1]
-        elif a.startswith("--config."):
-            body = a[len("--config."):]
-            if "=" in body:
-                name, value = body.split("=", 1)
-            elif args:
-                name, value = body, args.pop(0)
-            else:
-                raise ConfigError(f"{a}: missing value")
-            overrides[name] = parse_value(value)
-        elif a.lstrip("-") in flags:
-            flags[a.lstrip("-")] = True
-        else:
-            raise ConfigError(f"unknown argument {a!r}; {usage}")
-    if path is None:
-        raise ConfigError(f"--config is required; {usage}")
-    if flags.get("resume") and flags.get("overwrite"):
-        raise ConfigError("--resume and --overwrite exclude each other")
-    return path, overrides, flags
 
 
 def update_flops(cfg, obs_size: int, action_size: int) -> float:
@@ -336,12 +310,23 @@ def load_run_config(path: str, overrides: dict[str, Any]):
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; bad input is one clear line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
+    if cli.wants_help(argv):
+        print(HELP)
+        return 0
     try:
-        path, overrides, flags = parse_args(argv)
+        path, overrides, flags = parse_args(argv, FLAGS, USAGE, aliases=cli.CONFIG_ALIASES)
+        if flags["markdown"] and not flags["print-config"]:
+            raise ConfigError("--markdown only applies to --print-config")
         cfg = load_run_config(path, overrides)
-        resolve(cfg)  # validate before anything compiles
+        resolved = resolve(cfg)  # validate before anything compiles
+        if flags["print-config"]:  # early exits: nothing is written or compiled
+            print(config.format_config(resolved, markdown=flags["markdown"]))
+            return 0
+        if flags["dry-run"]:
+            print(cli.describe_plan(resolved))
+            return 0
         distributed.initialize()  # joins a multi-host run when the environment describes one
-        run(cfg, **flags)
+        run(cfg, resume=flags["resume"], overwrite=flags["overwrite"])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""The compiled QVPO training step (QVPO.md section 7) and the pure functions around it.
+"""The compiled QVPO training step (docs/algorithm.md section 7) and the pure functions around it.
 
 ``make_trainer(cfg)`` returns a ``Trainer`` holding pure functions:
 
@@ -21,8 +21,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from brax.training.acme import specs
-from brax.training.acme import running_statistics
+
+from envs.quiet import import_mjx_quietly
+
+import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
+from brax.training.acme import specs  # noqa: E402
+from brax.training.acme import running_statistics  # noqa: E402
 
 import envs
 from mjx_qvpo import acting, diffusion, distributed, replay
@@ -34,7 +38,7 @@ from mjx_qvpo.q_transforms import QStats, QTransformParams
 
 @flax.struct.dataclass
 class TrainingState:
-    """Every array a run owns (QVPO.md sections 1-7); checkpointed whole."""
+    """Every array a run owns (docs/algorithm.md sections 1-7); checkpointed whole."""
     actor_params: Params
     critic_params: Params
     target_actor_params: Params
@@ -74,12 +78,12 @@ def make_env(cfg) -> envs.VecEnv:
 
 
 def make_optimizer(lr: float, cfg) -> optax.GradientTransformation:
-    """Adam with global-norm clipping (QVPO.md section 6)."""
+    """Adam with global-norm clipping (docs/algorithm.md section 6)."""
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr, eps=cfg.adam_eps))
 
 
 def polyak(target: Params, online: Params, tau: float) -> Params:
-    """target <- (1 - tau) target + tau online (QVPO.md section 2)."""
+    """target <- (1 - tau) target + tau online (docs/algorithm.md section 2)."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
@@ -126,7 +130,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     With more than one device (``cfg.num_devices``, over all processes) the chunk runs data-parallel
     under ``jax.shard_map``: each device steps N / D environments, stores them in its block of the
     buffer, samples B / D transitions from it, and gradients, normalizer statistics and metrics
-    are averaged over the devices (QVPO.md section 7, scaled out).
+    are averaged over the devices (docs/algorithm.md section 7, scaled out).
     """
     env = make_env(cfg)
     obs_size, act_size = env.observation_size, env.action_size
@@ -181,7 +185,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
 
         def update(state: TrainingState, batch: Transition, key: jax.Array):
             """One gradient update: critic, then the Q-weighted policy step with the updated
-            critic, then Polyak averaging of both targets (QVPO.md sections 2-4). On several
+            critic, then Polyak averaging of both targets (docs/algorithm.md sections 2-4). On several
             devices each gradient is the mean of the devices' gradients on their B / D rows."""
             k_critic, k_actor = jax.random.split(key)
             batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
@@ -224,7 +228,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
 
     def training_step(state: TrainingState, _):
         """Collect N transitions (best-of-K_b, or uniform during warm-up), store them, then U
-        updates once warm-up is over (QVPO.md sections 5 and 7). On several devices this runs
+        updates once warm-up is over (docs/algorithm.md sections 5 and 7). On several devices this runs
         on each device's share of the environments and buffer."""
         key, k_act, k_upd = jax.random.split(state.key, 3)
         k_act, k_upd = device_key(k_act), device_key(k_upd)
@@ -295,7 +299,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
 
     def evaluate(state: TrainingState, key: jax.Array) -> dict:
         """Undiscounted return of one episode on each of ``num_eval_envs`` fresh environments,
-        acting with best-of-K_eval (QVPO.md section 5)."""
+        acting with best-of-K_eval (docs/algorithm.md section 5)."""
         returns, lengths = envs.evaluate_returns(env, policy_factory(policy_params(state)), key,
                                                  cfg.num_eval_envs)
         return {"eval/episode_return": jnp.mean(returns),

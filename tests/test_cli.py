@@ -92,3 +92,97 @@ def test_humanoid_smoke_run_resumes_with_a_longer_horizon(run_cli, tmp_path):
     assert [row["env_steps"] for row in rows] == [4, 8, 12]
     assert rows[-1]["wall_time"] >= rows[1]["wall_time"]
     assert [s for s, _ in list_checkpoints(os.path.join(workdir, "checkpoints"))] == [4, 8, 12]
+
+
+# ------------------------------------------------------------------ help and the conventions
+ENTRY_POINTS = ["mjx_qvpo.train", "mjx_qvpo.bench", "mjx_qvpo.evaluate", "mjx_qvpo.render",
+                "mjx_qvpo.plot", "mjx_qvpo.export", "mjx_qvpo.experiments.bandit",
+                "mjx_qvpo.experiments.ablate"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_entry_point_has_help(capsys, module):
+    """--help and -h exit 0 and say what the command does, its flags, an example and where
+    configs live (in-process: a subprocess per command would only add import time)."""
+    import importlib
+    main = importlib.import_module(module).main
+    for flag in ("--help", "-h"):
+        try:
+            rc = main([flag])
+        except SystemExit as e:  # argparse's own --help exits
+            rc = e.code
+        out = capsys.readouterr().out
+        assert rc in (0, None), module
+        assert "usage:" in out and "example:" in out and "--config" in out, module
+        assert "configs/" in out and "--print-config" in out, module
+
+
+def test_help_runs_as_a_command(run_cli):
+    r = run_cli("mjx_qvpo.train", "--help", timeout=120)
+    assert r.returncode == 0 and "--dry-run" in r.stdout and "--print-config" in r.stdout
+    assert "Failed to import warp" not in r.stdout + r.stderr
+
+
+def test_print_config_lists_every_schema_field_with_its_meaning(capsys, tmp_path):
+    from mjx_qvpo import train
+    from mjx_qvpo.config import SCHEMA
+    assert train.main(["--config", "configs/inverted_pendulum.py", "--seed", "7",
+                       "--workdir", str(tmp_path / "run"), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    for name, field in SCHEMA.items():
+        assert field.doc, f"config field {name!r} has no doc in SCHEMA"
+        assert f"\n{name} " in "\n" + out and field.doc in out, name
+    assert "seed                          = 7" in out  # --seed is --config.seed
+    assert "num_envs                      = 64 (default 1024)" in out
+    assert str(tmp_path / "run") in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    from mjx_qvpo import train
+    monkeypatch.chdir(tmp_path)  # a default run directory would appear here
+    config = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs",
+                          "inverted_pendulum.py")
+    assert train.main(["--config", config, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for text in ("env steps        102,400", "chunks           25 of 64 training steps",
+                 "gradient updates 25,088", "update-to-data   0.25",
+                 "replay buffer    200,000 transitions x 44 bytes = 8,800,000 bytes",
+                 "estimate", "rough estimate"):
+        assert text in out, text
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def get_config(:\n", "syntax error at line 1"),
+    ("X = 1\n", "defines no get_config()"),
+    ("def get_config():\n    return {}['nope']\n", "get_config() raised KeyError: 'nope'"),
+    ("import not_a_module_xyz\n", "failed to import: ModuleNotFoundError"),
+    ("def get_config():\n    return 3\n", "returned a int"),
+])
+def test_broken_config_file_is_one_line(capsys, tmp_path, body, message):
+    from mjx_qvpo import bench, train
+    path = tmp_path / "broken.py"
+    path.write_text(body)
+    for main in (train.main, bench.main):
+        assert main(["--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert message in err and str(path) in err
+
+
+def test_bench_writes_under_runs_by_default():
+    from mjx_qvpo import bench
+    cfg, opts = bench.parse_bench_args(["--config", "configs/bandit.py", "--quick"])
+    assert opts["out_dir"] == os.path.join("runs", "bench")
+    _, opts = bench.parse_bench_args(["--config", "configs/bandit.py", "--out", "results/bench"])
+    assert opts["out_dir"] == "results/bench"
+
+
+def test_experiment_aliases_follow_the_conventions():
+    from mjx_qvpo.experiments import ablate, bandit
+    path, overrides = bandit.parse_cli(["--config", "configs/bandit.py", "--out", "runs/b",
+                                        "--seeds", "3", "--seed", "2"])
+    assert overrides == {"workdir": "runs/b", "num_seeds": 3, "seed": 2}
+    a = ablate.parse_cli(["--config", "configs/bandit.py", "--workdir", "runs/a", "--seed", "4"])
+    assert a["out"] == "runs/a" and a["overrides"] == {"seed": 4} and a["seeds"] == 1

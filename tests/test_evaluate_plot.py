@@ -137,3 +137,21 @@ def test_plot_bad_input_is_one_line_and_exit_2(capsys, tmp_path, make_args, mess
     assert plot.main([*make_args(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_plot_misspelled_metric_suggests_the_nearest_keys(capsys, tmp_path):
+    a = fake_run(tmp_path, "a")
+    assert plot.main([a, "--metric", "eval/episode_retrun", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "did you mean 'eval/episode_return'" in err
+    assert "its keys: env_steps, eval/episode_return, train/episode_return, wall_time" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_takes_workdir_flags_and_defaults_outside_results(tmp_path):
+    a = fake_run(tmp_path, "a")
+    assert plot.default_out([a], "env_steps") == os.path.join("runs", "plots",
+                                                               "inverted_pendulum_env_steps.png")
+    assert plot.main(["--workdir", a, "--out", str(tmp_path / "w.png")]) == 0
+    assert (tmp_path / "w.png").exists()

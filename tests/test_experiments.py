@@ -1,4 +1,4 @@
-"""The experiments of QVPO.md section 8: the bandit protocol learns, the seed-vmapped runner equals a
+"""The experiments of docs/algorithm.md section 8: the bandit protocol learns, the seed-vmapped runner equals a
 single run, and both command lines write their outputs or reject bad input with exit status 2."""
 
 import json

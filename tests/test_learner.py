@@ -1,4 +1,4 @@
-"""Reference checks of the learner's pieces against hand-computed values (QVPO.md sections 1-5)."""
+"""Reference checks of the learner's pieces against hand-computed values (docs/algorithm.md sections 1-5)."""
 
 import math
 

@@ -74,7 +74,8 @@ def test_render_cli_writes_an_mp4_of_20_moving_frames(run_cli, tiny_run, tmp_pat
      "no checkpoint at env step 123"),
     (["--workdir", "RUN", "--out", "v.avi"], "must end in .mp4 or .gif"),
     (["--workdir", "RUN", "--out", "v.mp4", "--width", "65"], "must be even"),
-    (["--workdir", "RUN"], "--out"),
+    ([], "give exactly one of --workdir RUN (or RUN) and --policy FILE.npz"),
+    (["--workdir", "RUN", "--policy", "p.npz"], "give exactly one of"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tiny_run, args, message):
     args = [tiny_run if a == "RUN" else a for a in args]

@@ -1,5 +1,5 @@
 """The compiled training step on the pure-JAX bandit: compile-once, a probe with a known Q, and
-learning (QVPO.md sections 2-8)."""
+learning (docs/algorithm.md sections 2-8)."""
 
 import os
 import signal

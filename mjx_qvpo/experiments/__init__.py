@@ -1,4 +1,4 @@
-"""Experiments that reproduce the paper's claims (QVPO.md section 8) as measurements.
+"""Experiments that reproduce the paper's claims (docs/algorithm.md section 8) as measurements.
 
 * :mod:`mjx_qvpo.experiments.bandit`: the continuous bump bandit, with and without the diffusion
   entropy term, many seeds vmapped inside one compiled call.

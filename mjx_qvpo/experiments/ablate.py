@@ -1,4 +1,4 @@
-"""Ablations of the real trainer: a grid of variants x seeds on one task (QVPO.md sections 4, 5, 8).
+"""Ablations of the real trainer: a grid of variants x seeds on one task (docs/algorithm.md sections 4, 5, 8).
 
 ``python -m mjx_qvpo.experiments.ablate --config configs/inverted_pendulum.py
 --grid entropy_coef=0.02,0 --grid num_behavior_samples=1,4,16 --seeds 3 --out DIR
@@ -40,11 +40,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mjx_qvpo import cli
 from mjx_qvpo.config import ConfigError, apply_overrides, derive, resolve
 
 USAGE = ("usage: python -m mjx_qvpo.experiments.ablate --config CONFIG.py --grid FIELD=V1,V2 "
-         "[--grid ...] [--variant 'F=V F=V'] [--cross] --seeds N --out DIR "
+         "[--grid ...] [--variant 'F=V F=V'] [--cross] [--seeds N] [--seed S] [--out DIR] "
          "[--config.FIELD=VALUE ...]")
+HELP = cli.help_text(
+    "python -m mjx_qvpo.experiments.ablate",
+    "Ablations of the real trainer: a grid of config variants x seeds on one task (seeds of a "
+    "variant are vmapped,\none compilation per variant). Writes curves.png, table.md and "
+    "results.json to --out.", USAGE,
+    [*cli.CONFIG_OPTIONS,
+     ("--grid FIELD=V1,V2", "one axis; each axis is varied alone from the base config (repeatable)"),
+     ("--cross", "the full product of the axes instead"),
+     ("--variant 'F=V F=V'", "one extra variant changing several fields together (repeatable)"),
+     ("--seeds N", "seeds per variant (default 1); seed s uses train --seed s's keys"),
+     ("--seed S", "first seed (= --config.seed); the seeds are S .. S+N-1"),
+     ("--out DIR", "output folder (--workdir DIR also works; default runs/ablate-<task>)")],
+    "python -m mjx_qvpo.experiments.ablate --config configs/inverted_pendulum.py "
+    "--grid entropy_coef=0.02,0 --seeds 3 --out runs/ablate-ip")
 
 
 # ------------------------------------------------------------------------------- grid parsing
@@ -103,7 +118,7 @@ def parse_variant(spec: str) -> dict[str, Any]:
 
 def parse_cli(argv: Sequence[str]) -> dict:
     """Parse the ablation command line (section 8) into {config, overrides, grids, variants,
-    cross, seeds, out}."""
+    cross, seeds, out}; ``out`` is None when not given (main fills the default)."""
     from mjx_qvpo.train import parse_value
     a = {"config": None, "overrides": {}, "grids": [], "variants": [], "cross": False,
          "seeds": None, "out": None}
@@ -124,14 +139,18 @@ def parse_cli(argv: Sequence[str]) -> dict:
             else:
                 name, value = body, value_of(x)
             a["overrides"][name] = parse_value(value)
-        elif flag in ("--config", "--grid", "--variant", "--seeds", "--out"):
+        elif flag in ("--config", "--grid", "--variant", "--seeds", "--seed", "--out",
+                      "--workdir"):
             v = inline if eq else value_of(flag)
+            flag = "--out" if flag == "--workdir" else flag  # the shared spelling of a run dir
             if flag == "--config":
                 a["config"] = v
             elif flag == "--grid":
                 a["grids"].append(parse_grid(v))
             elif flag == "--variant":
                 a["variants"].append(parse_variant(v))
+            elif flag == "--seed":
+                a["overrides"]["seed"] = parse_value(v)
             elif flag == "--seeds":
                 try:
                     a["seeds"] = int(v)
@@ -145,9 +164,9 @@ def parse_cli(argv: Sequence[str]) -> dict:
             raise ConfigError(f"unknown argument {x!r}; {USAGE}")
     if a["config"] is None:
         raise ConfigError(f"--config is required; {USAGE}")
-    if a["out"] is None:
-        raise ConfigError(f"--out is required; {USAGE}")
-    if a["seeds"] is None or a["seeds"] < 1:
+    if a["seeds"] is None:
+        a["seeds"] = 1
+    if a["seeds"] < 1:
         raise ConfigError(f"--seeds must be an integer >= 1, got {a['seeds']!r}")
     names = [g[0] for g in a["grids"]]
     if len(set(names)) != len(names):
@@ -213,7 +232,7 @@ def _norm(v):
 
 # ------------------------------------------------------------------------------------ running
 def run_variant(cfg, num_seeds: int, log: Callable[[str], None] = print) -> dict:
-    """Train ``num_seeds`` seeds of one config as one vmapped run (QVPO.md section 7 trainer).
+    """Train ``num_seeds`` seeds of one config as one vmapped run (docs/algorithm.md section 7 trainer).
 
     Seed s uses PRNGKey(cfg.seed + s) split into (init, eval) keys exactly as ``mjx_qvpo.train``
     does; evaluation follows ``eval_every_env_steps`` and always happens after the last chunk.
@@ -331,9 +350,14 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     """Command line of the section 8 ablations; bad input is one line on stderr and exit status 2."""
     from mjx_qvpo.train import load_run_config
     argv = sys.argv[1:] if argv is None else list(argv)
+    if cli.wants_help(argv):
+        print(HELP)
+        return 0
     try:
         a = parse_cli(argv)
         base = load_run_config(a["config"], a["overrides"])
+        if a["out"] is None:  # the default never touches the committed results/
+            a["out"] = os.path.join("runs", f"ablate-{base.task}")
         variants = resolve_variants(base, make_variants(a["grids"], a["variants"], a["cross"]))
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""The continuous bandit of QVPO.md section 8: does the entropy term find the highest bump?
+"""The continuous bandit of docs/algorithm.md section 8: does the entropy term find the highest bump?
 
 ``python -m mjx_qvpo.experiments.bandit --config configs/bandit.py [--config.field=value ...]``
 
-Protocol (the authors' rebuttal, QVPO.md section 8): the state is constant and the reward r(a) is a
+Protocol (the authors' rebuttal, docs/algorithm.md section 8): the state is constant and the reward r(a) is a
 sum of Gaussian bumps on [-1, 1]^2. Every epoch the diffusion policy draws ``samples_per_epoch``
 (64) actions, the best by the *true* reward is kept and the policy takes one step on the weighted VLO
 loss of that action (section 3) with weight w = r(a*) - mean_k r(a_k) (the ``qadv`` transform, with
@@ -22,7 +22,6 @@ sampled actions per epoch, mean and spread over seeds), ``summary.json`` and ``c
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -38,13 +37,28 @@ import optax
 
 from envs.bandit import bandit_reward
 from mjx_qvpo import diffusion
-from mjx_qvpo.config import ConfigError, apply_overrides
+from mjx_qvpo import cli
+from mjx_qvpo.config import ConfigError, apply_overrides, call_config_function, load_module
 from mjx_qvpo.losses import entropy_coef_schedule
 from mjx_qvpo.networks import NoiseModel
 from mjx_qvpo.q_transforms import QStats, QTransformParams, get_q_transform
 
 USAGE = ("usage: python -m mjx_qvpo.experiments.bandit --config configs/bandit.py "
-         "[--config.FIELD=VALUE ...]")
+         "[--config.FIELD=VALUE ...] [--out DIR] [--seed S] [--seeds N]")
+# The shared conventions (mjx_qvpo/cli.py) as aliases of this experiment's own config fields.
+ALIASES = {"--out": "workdir", "--workdir": "workdir", "--seed": "seed", "--seeds": "num_seeds"}
+HELP = cli.help_text(
+    "python -m mjx_qvpo.experiments.bandit",
+    "The continuous bandit of docs/algorithm.md section 8: does the entropy term find the highest "
+    "of several reward bumps?\nRuns the variants 'entropy' and 'no_entropy' over many seeds "
+    "(vmapped) and writes bandit.png, curves.png,\nsummary.json and config.json to --out.",
+    USAGE, [*cli.CONFIG_OPTIONS,
+            ("--out DIR", "output folder (= --config.workdir; --workdir DIR also works; default "
+                          "runs/bandit-experiment)"),
+            ("--seed S", "base PRNG seed (= --config.seed); seed i is fold_in(S, i)"),
+            ("--seeds N", "seeds per variant (= --config.num_seeds)")],
+    "python -m mjx_qvpo.experiments.bandit --config configs/bandit.py --seeds 8 "
+    "--config.num_epochs=300 --out runs/bandit-small")
 # The two variants of section 8; the first uses cfg.entropy_coef, the second switches it off.
 VARIANTS = ("entropy", "no_entropy")
 
@@ -52,7 +66,7 @@ VARIANTS = ("entropy", "no_entropy")
 # ------------------------------------------------------------------------------------ config
 def experiment_config(task_cfg: ml_collections.ConfigDict | None = None
                       ) -> ml_collections.ConfigDict:
-    """The bandit protocol's own config (QVPO.md section 8), seeded from a task config.
+    """The bandit protocol's own config (docs/algorithm.md section 8), seeded from a task config.
 
     The bumps, the diffusion model and the actor's optimizer come from ``task_cfg`` (the trainer's
     ``configs/bandit.py``) so that the experiment and the full learner see the same bandit; the
@@ -86,7 +100,7 @@ def experiment_config(task_cfg: ml_collections.ConfigDict | None = None
     c.anneal_entropy = True             # omega_t annealed over num_epochs as in section 4
     c.snapshot_epochs = ()              # epochs whose samples are plotted; () = 0, E/8, E/4, E/2, E
     c.num_plot_samples = 512            # policy samples drawn at each snapshot (and at the end)
-    c.workdir = "results/bandit/default"
+    c.workdir = "runs/bandit-experiment"  # results/bandit/ is written only with an explicit --out
     return c
 
 
@@ -158,15 +172,11 @@ def snapshot_epochs(c) -> tuple[int, ...]:
 def load_experiment_config(path: str, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
     """Section 8 protocol config from a file's ``get_experiment_config()`` (or
     ``experiment_config(get_config())`` when it has none), with ``--config.x=v`` overrides applied and validated."""
-    if not os.path.exists(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("_mjx_qvpo_experiment_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(path)
     if hasattr(module, "get_experiment_config"):
-        cfg = module.get_experiment_config()
+        cfg = call_config_function(module, path, "get_experiment_config")
     else:
-        cfg = experiment_config(module.get_config())
+        cfg = experiment_config(call_config_function(module, path))
     cfg = apply_overrides(cfg, overrides)
     validate_experiment(cfg)
     return cfg
@@ -175,7 +185,7 @@ def load_experiment_config(path: str, overrides: dict[str, Any]) -> ml_collectio
 # ------------------------------------------------------------------------------------ runner
 @dataclasses.dataclass(frozen=True, eq=False)
 class Runner:
-    """Pure functions of one configured bandit experiment (QVPO.md section 8).
+    """Pure functions of one configured bandit experiment (docs/algorithm.md section 8).
 
     ``run_one(key, omega)`` is one seed; ``run_seeds(keys, omega)`` is ``vmap(run_one)`` jitted,
     the seeds' analogue of PureJaxRL's ``make_train``. Both return a dict of arrays:
@@ -191,7 +201,7 @@ class Runner:
 
 
 def make_runner(cfg) -> Runner:
-    """Build the per-seed run and its seed-vmapped, jitted version (QVPO.md sections 1, 3, 4, 8)."""
+    """Build the per-seed run and its seed-vmapped, jitted version (docs/algorithm.md sections 1, 3, 4, 8)."""
     b = cfg.bandit
     centers = jnp.asarray(b.centers, jnp.float32)
     heights = jnp.asarray(b.heights, jnp.float32)
@@ -269,7 +279,7 @@ def seed_keys(cfg) -> jax.Array:
 
 # ----------------------------------------------------------------------------------- summary
 def summarize_samples(samples: np.ndarray, cfg) -> dict:
-    """Where one seed's final samples ended (QVPO.md section 8; the issue's summary fields).
+    """Where one seed's final samples ended (docs/algorithm.md section 8; the issue's summary fields).
 
     ``nearest_bump``: index of the bump nearest to the samples' mean; ``fraction_near``: fraction
     of samples within one width of each bump; ``dominant_bump``: the bump holding the largest such
@@ -302,7 +312,7 @@ def uniform_mean_reward(cfg) -> float:
 
 def summarize(cfg, results: dict[str, dict], epochs: Sequence[int]) -> dict:
     """The ``summary.json`` of the issue: per variant and seed where the policy ended, and per
-    variant the number of seeds on the highest bump (QVPO.md section 8)."""
+    variant the number of seeds on the highest bump (docs/algorithm.md section 8)."""
     h = np.asarray(cfg.bandit.heights)
     highest = [int(i) for i in np.flatnonzero(h == h.max())]
     out = {"bumps": {"centers": [list(p) for p in cfg.bandit.centers],
@@ -333,7 +343,7 @@ def summarize(cfg, results: dict[str, dict], epochs: Sequence[int]) -> dict:
 # -------------------------------------------------------------------------------------- plots
 def plot(cfg, results: dict[str, dict], epochs: Sequence[int], path: str) -> None:
     """Reward contours with seed 0's samples at each snapshot epoch, one row per variant; the
-    last column shows the final sample mean of every seed (QVPO.md section 8)."""
+    last column shows the final sample mean of every seed (docs/algorithm.md section 8)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -426,14 +436,16 @@ def run_experiment(cfg, log: Callable[[str], None] = print) -> dict:
 def parse_cli(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """``--config FILE`` and ``--config.x=v`` overrides (parsed as by mjx_qvpo.train) of the
     section 8 experiment."""
-    from mjx_qvpo.train import parse_args
-    path, overrides, _ = parse_args(argv, flag_names=(), usage=USAGE)
+    path, overrides, _ = cli.parse_args(argv, flag_names=(), usage=USAGE, aliases=ALIASES)
     return path, overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the section 8 bandit; bad input is one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
+    if cli.wants_help(argv):
+        print(HELP)
+        return 0
     try:
         path, overrides = parse_cli(argv)
         cfg = load_experiment_config(path, overrides)
