@@ -120,7 +120,7 @@ def cpu_task_config(task: str) -> ml_collections.ConfigDict:
 
 
 def paper_config(task: str) -> ml_collections.ConfigDict:
-    """The paper's setting exactly (QVPO.md section 6): one environment, one gradient update per
+    """The paper's setting exactly (docs/algorithm.md section 6): one environment, one gradient update per
     environment step (update-to-data ratio 1), the reference learner (B=256, T=20, K=64, K_b=4,
     K_t=4, K_eval=32, N_e=10, omega=0.02, 3 x 256 networks), 1M env steps after a 10,000-step
     uniform warm-up, raw observations. "As published", for replication; the per-task configs in

@@ -14,8 +14,8 @@ Protocol (the same for both learners):
   small run leaves the chip idle; on a CPU it divides the budget among the seeds).
 * **Evaluation.** ``num_eval_envs`` fresh episodes of ``episode_length`` steps, undiscounted
   return of each, their mean; at the start, then QVPO at the first chunk end past every
-  ``S / points`` seconds of training (its best-of-K_eval evaluation, QVPO.md section 5, is
-  costly, so it is not run after every chunk) and SAC after every epoch (Brax's loop; its epoch
+  ``S / points`` seconds of training (its best-of-K_eval evaluation, docs/algorithm.md section 5,
+  is costly, so it is not run after every chunk) and SAC after every epoch (Brax's loop; its epoch
   is set to the env steps of one QVPO chunk, ``log_every_env_steps``), and both at the end. SAC
   acts deterministically (tanh of its mean). A run's return "at the budget" is its last
   evaluation.
@@ -115,7 +115,7 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
 
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
              log: Callable[[str], None] = print) -> dict:
-    """Train QVPO (the compiled chunk of QVPO.md section 7) for ``budget_s`` seconds of training
+    """Train QVPO (the compiled chunk of docs/algorithm.md section 7) for ``budget_s`` seconds of training
     per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5) at the
     first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
     without ``vmap_seeds`` the very functions it compiles."""
@@ -300,15 +300,16 @@ def plot_race(race: dict, path: str) -> None:
 # ------------------------------------------------------------------------------ command line
 def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     """Race flags plus ``--config.FIELD=VALUE`` (QVPO) and ``--sac.FIELD=VALUE`` overrides."""
-    from mjx_qvpo.cli import ArgumentParser
-    from mjx_qvpo.train import parse_value
+    from mjx_qvpo.cli import CONFIG_ALIASES, ArgumentParser, parse_value
 
     p = ArgumentParser(prog="python -m mjx_qvpo.race", description=__doc__.split("\n\n")[1],
-                       epilog="example: python -m mjx_qvpo.race --config "
-                              "configs/inverted_double_pendulum.py --budget-s 300 --seeds 3 "
-                              "--out runs/race/idp   (configs live in configs/; "
-                              "--config.FIELD=VALUE and --sac.FIELD=VALUE override either side)")
-    p.add_argument("--config", required=True, help="QVPO config file (configs/<task>.py)")
+                       example="python -m mjx_qvpo.race --config configs/inverted_double_pendulum"
+                               ".py --budget-s 300 --seeds 3 --out runs/race/idp")
+    p.add_argument("--config", required=True,
+                   help="QVPO config file (configs/<task>.py); --config.FIELD=VALUE overrides a "
+                        "field of it, --sac.FIELD=VALUE a SAC setting")
+    p.add_argument("--seed", type=int, default=None,
+                   help="first seed (same as --config.seed); seeds S, S+1, ... are raced")
     p.add_argument("--budget-s", type=float, required=True,
                    help="seconds of training wall-clock per learner and seed")
     p.add_argument("--seeds", type=int, default=1, help="seeds per learner, from config.seed on")
@@ -337,6 +338,8 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         else:
             rest.append(a)
     ns = p.parse_args(rest)
+    if ns.seed is not None:
+        config_over[CONFIG_ALIASES["--seed"]] = ns.seed
     if ns.budget_s <= 0:
         raise ConfigError(f"--budget-s must be > 0, got {ns.budget_s}")
     if ns.seeds < 1:

@@ -1,4 +1,4 @@
-"""A learning regression test on a real MJX task (QVPO.md sections 2-5, 7): a short CPU run of
+"""A learning regression test on a real MJX task (docs/algorithm.md sections 2-5 and 7): a short CPU run of
 inverted_pendulum must make the *diffusion policy itself* balance the pole.
 
 Evaluation draws a single candidate (K_eval = 1), so the critic cannot rescue a policy that did

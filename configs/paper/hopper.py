@@ -1,4 +1,4 @@
-"""hopper with the paper's hyperparameters exactly, "as published" (QVPO.md section 6): one
+"""hopper with the paper's hyperparameters exactly, "as published" (docs/algorithm.md section 6): one
 environment and one gradient update per environment step, the reference learner, 1M env steps.
 See mjx_qvpo.config.paper_config; configs/hopper.py is the faster default."""
 from mjx_qvpo.config import paper_config

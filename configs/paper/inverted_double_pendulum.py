@@ -1,4 +1,4 @@
-"""inverted_double_pendulum with the paper's hyperparameters exactly, "as published" (QVPO.md section 6): one
+"""inverted_double_pendulum with the paper's hyperparameters exactly, "as published" (docs/algorithm.md section 6): one
 environment and one gradient update per environment step, the reference learner, 1M env steps.
 See mjx_qvpo.config.paper_config; configs/inverted_double_pendulum.py is the faster default."""
 from mjx_qvpo.config import paper_config
