@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
     # transitions and performs U gradient updates, so the update-to-data ratio is U / N.
     c.num_envs = 1024
     c.updates_per_step = 128
-    c.total_env_steps = 1_000_000
+    c.total_env_steps = 1_000_000      # the run stops here, rounded up to a whole training step of N
     c.episode_length = 1000            # time limit; hitting it truncates (and bootstraps)
     c.warmup_env_steps = 10_000        # uniform random actions and no updates before this
     c.buffer_size = 1_000_000          # replay capacity in transitions
@@ -61,7 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_target_samples = 4           # K_t: target-actor candidates for the TD target
     c.num_eval_samples = 32            # K_eval: candidates per state at evaluation
     c.num_entropy_samples = 10         # N_e: uniform actions per state (entropy term)
-    c.entropy_coef = 0.02              # omega, annealed (section 4); 0 switches the term off
+    c.entropy_coef = 0.02              # omega, annealed (section 4); 0 switches the term off.
+                                       # The anneal horizon is total_env_steps at the run's first
+                                       # start, stored in the training state: a resume with a longer
+                                       # total_env_steps continues the same schedule
     c.q_transform = "qadv"             # one of Q_TRANSFORMS
     c.q_transform_params = ml_collections.ConfigDict(dict(
         q_neg=0.0, beta=1.0, cut=0.0, stats_rate=1e-3))
@@ -79,7 +82,13 @@ def base_config() -> ml_collections.ConfigDict:
     # Evaluation, logging, checkpoints.
     c.eval_every_env_steps = 100_000   # 0: only at the end
     c.num_eval_envs = 16
-    c.log_every_env_steps = 20_000     # one compiled chunk spans this many env steps (rounded)
+    c.log_every_env_steps = 20_000     # a metrics row at least this often (whole training steps);
+                                       # also the length of Trainer.chunk
+    c.max_chunk_seconds = 20.0         # after a 1-step probe, host calls are sized to take at most
+                                       # about this long (so logs arrive and SIGINT/SIGTERM are
+                                       # honored within it); 0: sized by env steps only
+    c.return_window = 100              # train/episode_return: mean over the last this many finished
+                                       # episodes, carried across chunks and checkpoints
     c.checkpoint_every_env_steps = 100_000  # 0: only at the end
     c.keep_checkpoints = 3
     c.checkpoint_buffer = True         # save the replay buffer too (exact resume; large)
@@ -200,6 +209,8 @@ SCHEMA: dict[str, Field] = {
     "eval_every_env_steps": _int(0),
     "num_eval_envs": _int(1),
     "log_every_env_steps": _int(1),
+    "max_chunk_seconds": _float(0.0),
+    "return_window": _int(1),
     "checkpoint_every_env_steps": _int(0),
     "keep_checkpoints": _int(1),
     "checkpoint_buffer": Field(bool, None, "true or false"),
@@ -277,20 +288,41 @@ def first_update_env_steps(cfg) -> int:
 @dataclasses.dataclass(frozen=True)
 class Derived:
     """Sizes computed once from the config (all static)."""
-    steps_per_chunk: int     # training steps scanned in one compiled call
-    num_chunks: int
+    steps_per_chunk: int     # training steps of the default-length chunk (Trainer.chunk)
+    num_chunks: int          # default-length chunks that cover total_steps (the last one may be cut)
     env_steps_per_chunk: int
-    total_env_steps: int     # total_env_steps rounded up to whole chunks
+    total_env_steps: int     # total_env_steps rounded up to a whole training step of num_envs
     update_to_data: float    # U / N
+    total_steps: int = 0     # training steps of the whole run (total_env_steps / num_envs)
 
 
 def derive(cfg) -> Derived:
     """Chunk length and totals (the only place where they are computed)."""
     steps_per_chunk = max(1, cfg.log_every_env_steps // cfg.num_envs)
     per_chunk = steps_per_chunk * cfg.num_envs
-    num_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
-    return Derived(steps_per_chunk, num_chunks, per_chunk, num_chunks * per_chunk,
-                   cfg.updates_per_step / cfg.num_envs)
+    total_steps = max(1, math.ceil(cfg.total_env_steps / cfg.num_envs))
+    num_chunks = math.ceil(total_steps / steps_per_chunk)
+    return Derived(steps_per_chunk, num_chunks, per_chunk, total_steps * cfg.num_envs,
+                   cfg.updates_per_step / cfg.num_envs, total_steps)
+
+
+def next_boundary(step: int, every_env_steps: int, num_envs: int) -> int | None:
+    """The first training step after ``step`` at which the env-step count reaches a multiple of
+    ``every_env_steps`` (None when ``every_env_steps`` is 0). Evaluation, checkpoint and log
+    intervals are grids from env step 0, honored to the training step."""
+    if not every_env_steps:
+        return None
+    k = step * num_envs // every_env_steps + 1
+    return -(-k * every_env_steps // num_envs)
+
+
+def config_diff(old, new) -> list[str]:
+    """``field (old -> new)`` for every field whose value differs between two configs."""
+    a, b = _flatten(ml_collections.ConfigDict(old.to_dict())), _flatten(
+        ml_collections.ConfigDict(new.to_dict()))
+    norm = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
+    return [f"{k} ({a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r})"
+            for k in sorted(set(a) | set(b)) if norm(a.get(k)) != norm(b.get(k))]
 
 
 # ----------------------------------------------------------------------------------- loading
