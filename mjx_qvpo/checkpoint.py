@@ -181,9 +181,9 @@ def load(path: str, template, defaults: dict | None = None):
                                   f"expected {tuple(t.shape)} {t.dtype}")
             leaves.append(x)
     if missing:
-        fields = sorted({n.split("[")[0].split(".")[1] for n in missing})
-        print(f"note: {path} predates the state field(s) {', '.join(fields)}; filled with "
-              f"defaults", file=sys.stderr)
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        print(f"note: {path} predates the state leaves {shown}; filled with defaults",
+              file=sys.stderr)
     return jax.tree.unflatten(treedef, leaves), meta["step"]
 
 

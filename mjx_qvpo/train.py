@@ -331,6 +331,9 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
                     next_eval, next_ckpt,
                     first_update - 1 if warm and cfg.max_chunk_seconds > 0 else None]
             n = pacer.steps("warm" if warm else "update", min(e for e in ends if e) - step)
+            if jax.process_count() > 1:  # every process must run the same loop: process 0 sizes it
+                from jax.experimental import multihost_utils
+                n = int(multihost_utils.broadcast_one_to_all(np.asarray(n, np.int32)))
             t = time.perf_counter()
             new_state, metrics = run_fn(state, np.int32(n))
             metrics = {k: float(v) for k, v in distributed.to_host(metrics).items()}
