@@ -52,18 +52,35 @@ def list_checkpoints(directory: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def host_arrays(state, skip: tuple[str, ...] = (), copy: bool = False) -> dict[str, np.ndarray]:
+def host_arrays(state, skip: tuple[str, ...] = (), staging: dict | None = None
+                ) -> dict[str, np.ndarray]:
     """The ``.npz`` entries of ``state``: one array per leaf not under ``skip``, plus metadata.
 
-    ``copy=True`` makes every array an independent host copy (on a CPU backend ``device_get``
-    may return views of device buffers that a later donated chunk overwrites).
+    With ``staging`` (a dict, kept by the caller between saves) every array is an independent
+    host copy: on a CPU backend ``device_get`` returns views of device buffers that a later
+    donated chunk overwrites. Copies go into the previous save's arrays when shapes match,
+    because filling fresh memory costs a page fault per 4 KiB: a fresh 2 GiB copy took 47 s on
+    this project's loaded CPU, a copy into memory already touched 3.4 s.
     """
     names = _paths(state)
     kept = [(i, n, x) for i, (n, x) in enumerate(zip(names, jax.tree.leaves(state)))
             if not n.startswith(skip)]
     host = jax.device_get([x for _, _, x in kept])
-    arrays = {f"leaf_{i}": (np.array(x, copy=True) if copy else np.asarray(x))
-              for (i, _, _), x in zip(kept, host)}
+    arrays = {}
+    for (i, _, leaf), x in zip(kept, host):
+        x, key = np.asarray(x), f"leaf_{i}"
+        if staging is not None:
+            old = staging.get(key)
+            if old is not None and old.shape == x.shape and old.dtype == x.dtype:
+                np.copyto(old, x)
+                x = old
+            elif isinstance(leaf, jax.Array) and all(
+                    d.platform != "cpu" for d in leaf.devices()):
+                pass  # a transfer from an accelerator is already a host copy of our own
+            else:
+                x = np.array(x, copy=True)
+            staging[key] = x
+        arrays[key] = x
     arrays["__meta__"] = np.asarray(json.dumps({"paths": names, "skipped": list(skip)}))
     return arrays
 
@@ -108,21 +125,23 @@ def save(directory: str, state, step: int, keep: int = 3, skip: tuple[str, ...] 
 class BackgroundSaver:
     """Checkpoints written by a background thread, one at a time.
 
-    ``submit`` copies the state to host memory (the only part that stalls training), waits for
-    the previous write, then starts writing. ``wait`` joins the current write and re-raises its
-    error (a ``CheckpointError``); call it before exiting so that the last checkpoint is complete.
-    Atomicity and pruning are those of ``write``.
+    ``submit`` waits for the previous write, copies the state into host memory (the only part
+    that stalls training; the host arrays are reused from save to save), then starts writing.
+    ``wait`` joins the current write and re-raises its error (a ``CheckpointError``); call it
+    before exiting so that the last checkpoint is complete. Atomicity and pruning are those of
+    ``write``.
     """
 
     def __init__(self, directory: str, keep: int = 3, skip: tuple[str, ...] = ()):
         self.directory, self.keep, self.skip = directory, keep, skip
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._staging: dict[str, np.ndarray] = {}
 
     def submit(self, state, step: int) -> None:
         """Copy ``state`` to the host now and write it as the checkpoint of ``step`` in a thread."""
-        arrays = host_arrays(state, self.skip, copy=True)
-        self.wait()
+        self.wait()  # the staging arrays are the previous write's: it must be finished
+        arrays = host_arrays(state, self.skip, staging=self._staging)
 
         def run():
             try:

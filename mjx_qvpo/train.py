@@ -167,9 +167,12 @@ def open_event_writer(workdir: str, purge_step: int | None):
 
 
 def write_events(writer, row: dict) -> None:
-    """Every numeric entry of a metrics row as a scalar, on the env-steps axis."""
+    """Every numeric entry of a metrics row as a scalar, on the env-steps axis. NaN entries (a
+    return before any episode finished, losses before updates begin) are left out: TensorBoard
+    shows a gap, as ``plot`` does."""
     for k, v in row.items():
-        if k != "env_steps" and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if (k != "env_steps" and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v)):
             writer.add_scalar(k, v, row["env_steps"])
     writer.flush()
 

@@ -45,11 +45,13 @@ def main(argv=None) -> int:
         checkpoint.save(os.path.join(root, "sync"), state, 1)
         sync_s = time.perf_counter() - t
         saver = checkpoint.BackgroundSaver(os.path.join(root, "async"))
-        t = time.perf_counter()
-        saver.submit(state, 1)
-        stall_s = time.perf_counter() - t
-        saver.wait()
-        total_s = time.perf_counter() - t
+        stall_s, total_s = [], []
+        for step in (1, 2):  # the second save reuses the first one's host arrays
+            t = time.perf_counter()
+            saver.submit(state, step)
+            stall_s.append(time.perf_counter() - t)
+            saver.wait()
+            total_s.append(time.perf_counter() - t)
         size = os.path.getsize(checkpoint.list_checkpoints(os.path.join(root, "sync"))[0][1])
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -57,8 +59,9 @@ def main(argv=None) -> int:
           f"{nbytes / 2**30:.2f} GiB in memory, checkpoint file {size / 2**30:.2f} GiB "
           f"(init {init_s:.1f} s)")
     print(f"synchronous checkpoint.save: {sync_s:.2f} s")
-    print(f"BackgroundSaver: training stalls {stall_s:.2f} s (host copy), write finishes after "
-          f"{total_s:.2f} s")
+    for i, (stall, total) in enumerate(zip(stall_s, total_s)):
+        print(f"BackgroundSaver, save {i + 1}: training stalls {stall:.2f} s (host copy), the "
+              f"write finishes after {total:.2f} s")
     return 0
 
 
