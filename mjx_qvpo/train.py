@@ -301,10 +301,11 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     trace_s = time.perf_counter() - t0
     run_fn, eval_fn = (x.compile() for x in lowered)
     compile_s = time.perf_counter() - t0
+    cache_dir = jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir
     log(f"compiled the training chunk (any length up to {derived.steps_per_chunk} training steps "
         f"= {derived.env_steps_per_chunk:,} env steps) and evaluation in {compile_s:.1f} s "
         f"({trace_s:.1f} s tracing, {compile_s - trace_s:.1f} s XLA; compile cache: "
-        f"{jax.config.jax_compilation_cache_dir or 'off'})")
+        f"{cache_dir or 'off'})")
 
     stopper = _Stop()
     old_handlers = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
