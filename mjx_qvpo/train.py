@@ -363,7 +363,7 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
                    "sps": n * n_envs / dt,
                    "updates_per_s": n * cfg.updates_per_step
                    * metrics["train/update_fraction"] / dt,
-                   "compile_s": compile_s, **metrics}
+                   "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, **metrics}
             final = step >= derived.total_steps
             if final or (next_eval is not None and step >= next_eval):
                 row.update(do_eval(state, env_step))

@@ -159,7 +159,7 @@ def test_second_run_of_a_config_loads_its_compilation_from_the_cache(tmp_path):
                             "--config.eval_every_env_steps=0"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
-        compile_s.append(_rows(tmp_path / name)[-1]["compile_s"])
-    print("compile s, first and second run:", compile_s)
+        compile_s.append(_rows(tmp_path / name)[-1]["compile_cpu_s"])  # steadier than wall
+    print("compile CPU s, first and second run:", compile_s)
     assert any(cache.iterdir())
     assert compile_s[1] < 0.5 * compile_s[0], compile_s
