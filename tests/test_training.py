@@ -74,7 +74,7 @@ def _run(cfg, log=lambda line: None, **kw):
 
 def _metrics(workdir):
     from mjx_qvpo.runs import read_metrics
-    drop = ("wall_time", "sps", "updates_per_s", "compile_s", "eval/seconds")
+    drop = ("wall_time", "sps", "updates_per_s", "compile_s", "compile_cpu_s", "eval/seconds")
     return [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(workdir)]
 
 
