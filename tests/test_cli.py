@@ -147,9 +147,11 @@ def test_sigterm_during_a_long_chunk_is_honored_within_the_time_bound(compile_ca
     assert step == last == int(state.env_steps)
 
 
+@pytest.mark.slow
 def test_second_run_of_a_config_loads_its_compilation_from_the_cache(tmp_path):
     """A fresh cache directory: the first run compiles and fills it, the second run of the same
-    config (another run directory) loads the executables instead."""
+    config (another run directory) loads the executables instead. Slow: two cold CLI runs (about
+    2 minutes on the loaded 2-core CPU); the directory rules are in test_compile_cache.py."""
     cache = tmp_path / "cache"
     env = cli_env(str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     compile_s = []
