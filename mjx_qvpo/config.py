@@ -78,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every_env_steps = 100_000
     c.num_eval_envs = 16
     c.log_every_env_steps = 20_000
+    c.max_chunk_seconds = 20.0
+    c.return_window = 100
     c.checkpoint_every_env_steps = 100_000
     c.keep_checkpoints = 3
     c.checkpoint_buffer = True
@@ -188,7 +190,8 @@ SCHEMA: dict[str, Field] = {
                         "transitions (section 7)"),
     "updates_per_step": _int(1, "U: gradient updates per training step; update-to-data ratio "
                                 "U / N"),
-    "total_env_steps": _int(1, "training budget in env steps (rounded up to whole chunks)"),
+    "total_env_steps": _int(1, "training budget in env steps; the run stops there, rounded up to "
+                               "a whole training step of N"),
     "episode_length": _int(1, "time limit; hitting it truncates the episode (and bootstraps)"),
     "warmup_env_steps": _int(0, "uniform random actions and no updates before this many env "
                                 "steps"),
@@ -212,7 +215,9 @@ SCHEMA: dict[str, Field] = {
                                 "policies"),
     "num_entropy_samples": _int(0, "N_e: uniform actions per state in the entropy term"),
     "entropy_coef": _float(0.0, "omega, annealed over the run (section 4); 0 switches the "
-                                "entropy term off", hi=1.0),
+                                "entropy term off. The anneal horizon is total_env_steps at the "
+                                "run's first start, kept in the training state, so a resume with "
+                                "a longer budget continues the same schedule", hi=1.0),
     "q_transform": _choice(tuple(Q_TRANSFORMS), "Q-to-weight transform of the policy loss "
                                                 "(section 3)"),
     "q_transform_params.q_neg": _float(-math.inf, "qrelu: w = max(Q + q_neg, 0)"),
@@ -232,8 +237,13 @@ SCHEMA: dict[str, Field] = {
     "num_devices": _int(0, "devices per process, data-parallel; 0: all local devices"),
     "eval_every_env_steps": _int(0, "env steps between evaluations; 0: only at the end"),
     "num_eval_envs": _int(1, "episodes per evaluation (fresh environments in parallel)"),
-    "log_every_env_steps": _int(1, "env steps per compiled chunk, i.e. per log line (rounded "
-                                   "to whole training steps)"),
+    "log_every_env_steps": _int(1, "a metrics row at least this often, in env steps (whole "
+                                   "training steps); also the length of Trainer.chunk"),
+    "max_chunk_seconds": _float(0.0, "after a 1-step probe, host calls are sized to take at most "
+                                     "about this long, so logs arrive and SIGINT/SIGTERM are "
+                                     "honored within it; 0: sized by env steps only"),
+    "return_window": _int(1, "train/episode_return: mean over the last this many finished "
+                             "episodes, carried across chunks and checkpoints"),
     "checkpoint_every_env_steps": _int(0, "env steps between checkpoints; 0: only at the end"),
     "keep_checkpoints": _int(1, "newest checkpoints kept in <workdir>/checkpoints"),
     "checkpoint_buffer": _bool("save the replay buffer too (exact resume; large)"),
@@ -315,20 +325,41 @@ def first_update_env_steps(cfg) -> int:
 @dataclasses.dataclass(frozen=True)
 class Derived:
     """Sizes computed once from the config (all static)."""
-    steps_per_chunk: int     # training steps scanned in one compiled call
-    num_chunks: int
+    steps_per_chunk: int     # training steps of the default-length chunk (Trainer.chunk)
+    num_chunks: int          # default-length chunks that cover total_steps (the last one may be cut)
     env_steps_per_chunk: int
-    total_env_steps: int     # total_env_steps rounded up to whole chunks
+    total_env_steps: int     # total_env_steps rounded up to a whole training step of num_envs
     update_to_data: float    # U / N
+    total_steps: int = 0     # training steps of the whole run (total_env_steps / num_envs)
 
 
 def derive(cfg) -> Derived:
     """Chunk length and totals (the only place where they are computed)."""
     steps_per_chunk = max(1, cfg.log_every_env_steps // cfg.num_envs)
     per_chunk = steps_per_chunk * cfg.num_envs
-    num_chunks = max(1, math.ceil(cfg.total_env_steps / per_chunk))
-    return Derived(steps_per_chunk, num_chunks, per_chunk, num_chunks * per_chunk,
-                   cfg.updates_per_step / cfg.num_envs)
+    total_steps = max(1, math.ceil(cfg.total_env_steps / cfg.num_envs))
+    num_chunks = math.ceil(total_steps / steps_per_chunk)
+    return Derived(steps_per_chunk, num_chunks, per_chunk, total_steps * cfg.num_envs,
+                   cfg.updates_per_step / cfg.num_envs, total_steps)
+
+
+def next_boundary(step: int, every_env_steps: int, num_envs: int) -> int | None:
+    """The first training step after ``step`` at which the env-step count reaches a multiple of
+    ``every_env_steps`` (None when ``every_env_steps`` is 0). Evaluation, checkpoint and log
+    intervals are grids from env step 0, honored to the training step."""
+    if not every_env_steps:
+        return None
+    k = step * num_envs // every_env_steps + 1
+    return -(-k * every_env_steps // num_envs)
+
+
+def config_diff(old, new) -> list[str]:
+    """``field (old -> new)`` for every field whose value differs between two configs."""
+    a, b = _flatten(ml_collections.ConfigDict(old.to_dict())), _flatten(
+        ml_collections.ConfigDict(new.to_dict()))
+    norm = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
+    return [f"{k} ({a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r})"
+            for k in sorted(set(a) | set(b)) if norm(a.get(k)) != norm(b.get(k))]
 
 
 # ----------------------------------------------------------------------------------- loading

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mjx_qvpo import compile_cache
 from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
 
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=int, default=None, metavar="STEP",
                    help="env step of the checkpoint (default: the newest)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the episodes")
+    p.add_argument(compile_cache.FLAG, action="store_true",
+                   help="do not use the persistent compilation cache (see mjx_qvpo.compile_cache)")
     return p
 
 
@@ -156,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
+        compile_cache.enable(disabled=args.no_compile_cache)
         source = source_of(args)
         summary = evaluate_run(source, args.episodes, checkpoint=args.checkpoint, seed=args.seed)
         out = args.out or default_out(source, summary["checkpoint"])

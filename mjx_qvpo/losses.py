@@ -41,9 +41,12 @@ class LossConfig:
     q_transform_params: QTransformParams = QTransformParams()
 
 
-def entropy_coef_schedule(omega: float, env_step: jax.Array, total_env_steps: int) -> jax.Array:
-    """omega_t = min(omega, max(0.002, omega * (1 - env_step / total_env_steps))) (section 4)."""
-    frac = 1.0 - env_step.astype(jnp.float32) / float(total_env_steps)
+def entropy_coef_schedule(omega: float, env_step: jax.Array, total_env_steps) -> jax.Array:
+    """omega_t = min(omega, max(0.002, omega * (1 - env_step / total_env_steps))) (section 4).
+
+    ``total_env_steps`` may be traced: the trainer passes the horizon stored in its state.
+    """
+    frac = 1.0 - jnp.asarray(env_step, jnp.float32) / jnp.asarray(total_env_steps, jnp.float32)
     return jnp.minimum(omega, jnp.maximum(0.002, omega * frac))
 
 

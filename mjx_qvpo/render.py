@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mjx_qvpo import compile_cache
 from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
 
@@ -434,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None,
                    help="frames per second (default: real time, 1 / the task's control step)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the rollout")
+    p.add_argument(compile_cache.FLAG, action="store_true",
+                   help="do not use the persistent compilation cache (see mjx_qvpo.compile_cache)")
     return p
 
 
@@ -443,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from mjx_qvpo.evaluate import source_of
         args = build_parser().parse_args(argv)
+        compile_cache.enable(disabled=args.no_compile_cache)
         summary = render_run(source_of(args), args.out, checkpoint=args.checkpoint,
                              steps=args.steps,
                              width=args.width, height=args.height, camera=args.camera,

@@ -3,10 +3,16 @@
 ``make_trainer(cfg)`` returns a ``Trainer`` holding pure functions:
 
 * ``init(key) -> TrainingState``: networks, targets, optimizers, replay buffer, N environments.
-* ``chunk(state) -> (state, metrics)``: ``lax.scan`` of L training steps. One training step =
-  best-of-K_b action selection for all N environments (uniform during warm-up), one environment
-  step, insertion into the on-device replay buffer, then U gradient updates in a ``lax.scan``
-  (critic step, Q-weighted policy step, Polyak targets). Jitted once with the state donated.
+* ``run_steps(state, num_steps) -> (state, metrics)``: ``num_steps`` training steps in one
+  compiled loop. One training step = best-of-K_b action selection for all N environments (uniform
+  during warm-up), one environment step, insertion into the on-device replay buffer, then U
+  gradient updates in a ``lax.scan`` (critic step, Q-weighted policy step, Polyak targets).
+  ``num_steps`` is a traced int32, not a shape: the loop is a ``fori_loop`` with a dynamic trip
+  count and the metrics are running sums, so the host can size every call (to the step budget, to
+  an evaluation or checkpoint boundary, to a time bound) with one compilation. Jitted once with
+  the state donated.
+* ``chunk(state) -> (state, metrics)``: ``run_steps`` with the default length
+  (``log_every_env_steps`` / N training steps).
 * ``evaluate(state, key) -> metrics``: best-of-K_eval on ``num_eval_envs`` environments.
 
 Everything a run owns is one ``TrainingState`` pytree, so checkpoints save it whole.
@@ -52,6 +58,62 @@ class TrainingState:
     key: jax.Array
     env_steps: jax.Array   # int32 environment steps collected (all N environments)
     updates: jax.Array     # int32 gradient updates done
+    # Added after the first checkpoints were written; ``legacy_defaults`` fills them when an older
+    # checkpoint lacks them.
+    episode_window: "EpisodeWindow"  # returns and lengths of the last W finished episodes
+    entropy_horizon: jax.Array  # int32 total_env_steps at the run's first start: omega anneals
+                                # against it, so a resume with a longer budget stays continuous
+
+
+@flax.struct.dataclass
+class EpisodeWindow:
+    """Returns and lengths of the last W finished episodes, as a ring (slot = count mod W).
+
+    Kept in the training state (replicated on every device) so that ``train/episode_return`` is
+    the mean over the last W episodes whenever any has finished, also for episodes that span
+    chunks, and survives checkpoints.
+    """
+    returns: jax.Array   # (W,) float32
+    lengths: jax.Array   # (W,) float32
+    count: jax.Array     # int32 episodes finished so far
+
+    @staticmethod
+    def create(size: int) -> "EpisodeWindow":
+        """An empty window of ``size`` episodes."""
+        return EpisodeWindow(returns=jnp.zeros((size,), jnp.float32),
+                             lengths=jnp.zeros((size,), jnp.float32),
+                             count=jnp.zeros((), jnp.int32))
+
+    def add(self, done: jax.Array, returns: jax.Array, lengths: jax.Array) -> "EpisodeWindow":
+        """Append the episodes of the environments where ``done`` is set (in environment order);
+        when more than W finish at once only the last W are kept."""
+        w = self.returns.shape[0]
+        done = (done > 0).astype(jnp.int32)
+        rank = jnp.cumsum(done) - done  # position of each finished episode among this step's
+        finished = jnp.sum(done)
+        keep = (done > 0) & (rank >= finished - w)
+        slot = jnp.where(keep, (self.count + rank) % w, w)  # w is out of range: dropped
+        return EpisodeWindow(
+            returns=self.returns.at[slot].set(returns.astype(jnp.float32), mode="drop"),
+            lengths=self.lengths.at[slot].set(lengths.astype(jnp.float32), mode="drop"),
+            count=self.count + finished)
+
+    def means(self) -> tuple[jax.Array, jax.Array]:
+        """(mean return, mean length) over the filled slots; NaN before any episode finished."""
+        w = self.returns.shape[0]
+        filled = jnp.minimum(self.count, w)
+        mask = (jnp.arange(w) < filled).astype(jnp.float32)
+        denom = jnp.maximum(filled, 1).astype(jnp.float32)
+        nan = jnp.float32(jnp.nan)
+        return (jnp.where(filled > 0, jnp.sum(self.returns * mask) / denom, nan),
+                jnp.where(filled > 0, jnp.sum(self.lengths * mask) / denom, nan))
+
+
+def legacy_defaults(saved_total_env_steps: int) -> dict[str, Any]:
+    """Values for state fields that checkpoints written before they existed lack (path prefix ->
+    fill value): an empty episode window, and the anneal horizon the old code used, the run's
+    saved ``total_env_steps``."""
+    return {".episode_window": 0, ".entropy_horizon": int(saved_total_env_steps)}
 
 
 def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
@@ -87,13 +149,6 @@ def polyak(target: Params, online: Params, tau: float) -> Params:
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
-def masked_mean(tree, mask: jax.Array):
-    """Mean over the leading axes of each leaf, counting only entries where mask is 1."""
-    denom = jnp.maximum(jnp.sum(mask), 1.0)
-    return jax.tree.map(lambda x: jnp.sum(x * mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)))
-                        / denom, tree)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
     """Pure functions of one configured run (see module docstring).
@@ -107,6 +162,7 @@ class Trainer:
     nets: acting.QVPONetworks
     init: Callable[[jax.Array], TrainingState]
     chunk: Callable[[TrainingState], tuple[TrainingState, dict]]
+    run_steps: Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]
     update: Callable[[TrainingState, Transition, jax.Array], tuple[TrainingState, dict]]
     evaluate: Callable[[TrainingState, jax.Array], dict]
     policy_params: Callable[[TrainingState], tuple]
@@ -144,7 +200,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     actor_opt = make_optimizer(cfg.actor_lr, cfg)
     critic_opt = make_optimizer(cfg.critic_lr, cfg)
     derived = derive(cfg)
-    n, total = cfg.num_envs, cfg.total_env_steps
+    n = cfg.num_envs
     d = 1
     if not single_device:
         distributed.check_divisibility(cfg)
@@ -178,7 +234,9 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
             buffer=replay.init(cfg.buffer_size, n, obs_size, act_size),
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32))
+            updates=jnp.zeros((), jnp.int32),
+            episode_window=EpisodeWindow.create(cfg.return_window),
+            entropy_horizon=jnp.asarray(cfg.total_env_steps, jnp.int32))
 
     def make_update(axis_on: bool):
         mean = pmean if axis_on else (lambda t: t)
@@ -197,7 +255,8 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
             c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state)
             critic_params = optax.apply_updates(state.critic_params, c_updates)
 
-            omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, total)
+            omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps,
+                                          state.entropy_horizon)
             (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
                 state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
             a_grads = mean(a_grads)
@@ -250,8 +309,12 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         normalizer = state.normalizer
         if cfg.normalize_observations:
             normalizer = running_statistics.update(normalizer, obs, pmap_axis_name=axis)
+        # The window is replicated: every device appends all devices' episodes in the same order.
+        window = state.episode_window.add(
+            *(x if axis is None else jax.lax.all_gather(x, axis, tiled=True)
+              for x in (step.done, step.episode_return, step.episode_length)))
         state = state.replace(
-            key=key, env_state=env_state, normalizer=normalizer,
+            key=key, env_state=env_state, normalizer=normalizer, episode_window=window,
             buffer=replay.insert(state.buffer, transition), env_steps=state.env_steps + n)
 
         # Updates start after warm-up, and only once the buffer holds a batch (it is empty after
@@ -262,33 +325,37 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         state, upd_metrics = jax.lax.cond(
             do_update, update_many, lambda s, k: (s, zeros), state, k_upd)
         step_metrics = {
-            "episode_return_sum": psum(jnp.sum(step.episode_return * step.done)),
-            "episode_length_sum": psum(
-                jnp.sum(step.episode_length * step.done).astype(jnp.float32)),
-            "episodes": psum(jnp.sum(step.done)),
-            "reward_mean": pmean(jnp.mean(step.reward)),
+            "episodes": psum(jnp.sum(step.done)).astype(jnp.float32),
+            "reward_mean": pmean(jnp.mean(step.reward)).astype(jnp.float32),
             "updated": do_update.astype(jnp.float32),
         }
         return state, (step_metrics, upd_metrics)
 
-    def local_chunk(state: TrainingState):
-        """L training steps in one lax.scan; metrics reduced to one value each (``train/``)."""
-        traces[0] += 1  # runs at trace time only: counts compilations of the chunk
-        state, (steps, upd) = jax.lax.scan(training_step, state, None,
-                                           length=derived.steps_per_chunk)
-        episodes = jnp.sum(steps["episodes"])
+    def local_run(state: TrainingState, num_steps: jax.Array):
+        """``num_steps`` training steps in one loop with a dynamic trip count; metrics are running
+        sums reduced to one value each (``train/``), so no shape depends on the length."""
+        traces[0] += 1  # runs at trace time only: counts compilations of the loop
+
+        def body(_, carry):
+            state, acc = carry
+            state, (step_m, upd_m) = training_step(state, None)
+            upd_m = jax.tree.map(lambda x: x * step_m["updated"], upd_m)
+            return state, jax.tree.map(jnp.add, acc, (step_m, upd_m))
+
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), step_metric_shapes)
+        acc0 = (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), metric_shapes))
+        state, (steps, upd) = jax.lax.fori_loop(0, num_steps, body, (state, acc0))
+        num = jnp.maximum(num_steps, 1).astype(jnp.float32)
+        ret, length = state.episode_window.means()
         metrics = {
-            "train/episode_return": jnp.where(
-                episodes > 0, jnp.sum(steps["episode_return_sum"]) / jnp.maximum(episodes, 1),
-                jnp.nan),
-            "train/episode_length": jnp.where(
-                episodes > 0, jnp.sum(steps["episode_length_sum"]) / jnp.maximum(episodes, 1),
-                jnp.nan),
-            "train/episodes": episodes,
-            "train/reward_mean": jnp.mean(steps["reward_mean"]),
-            "train/update_fraction": jnp.mean(steps["updated"]),
+            "train/episode_return": ret,        # last W finished episodes (see EpisodeWindow)
+            "train/episode_length": length,
+            "train/episodes": steps["episodes"],  # finished during this call
+            "train/reward_mean": steps["reward_mean"] / num,
+            "train/update_fraction": steps["updated"] / num,
         }
-        metrics.update({f"train/{k}": v for k, v in masked_mean(upd, steps["updated"]).items()})
+        updated = jnp.maximum(steps["updated"], 1.0)
+        metrics.update({f"train/{k}": v / updated for k, v in upd.items()})
         metrics["finite/params"] = all_finite((state.actor_params, state.critic_params))
         return state, metrics
 
@@ -313,8 +380,10 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     state_shape = jax.eval_shape(init, jax.random.PRNGKey(0))
     metric_shapes = jax.eval_shape(
         lambda s, k: update_many(s, k, make_update(False))[1], state_shape, jax.random.PRNGKey(0))
+    step_metric_shapes = {k: jax.ShapeDtypeStruct((), jnp.float32)
+                          for k in ("episodes", "reward_mean", "updated")}
 
-    chunk, mesh, state_shardings = local_chunk, None, None
+    run_steps, mesh, state_shardings = local_run, None, None
     if axis is not None:
         mesh = distributed.make_mesh(cfg)
         spec = distributed.state_specs(state_shape, SHARDED_FIELDS)
@@ -323,10 +392,15 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         # values in lax.cond branches, which the varying-axes checker rejects. Replication of the
         # parameters comes from the pmean of every gradient instead, and the multi-device tests
         # compare every device's copy.
-        chunk = jax.shard_map(local_chunk, mesh=mesh, in_specs=(spec,),
-                              out_specs=(spec, jax.sharding.PartitionSpec()), check_vma=False)
+        run_steps = jax.shard_map(
+            local_run, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
+            out_specs=(spec, jax.sharding.PartitionSpec()), check_vma=False)
 
-    return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk,
+    def chunk(state: TrainingState):
+        """The default-length call: ``steps_per_chunk`` training steps."""
+        return run_steps(state, jnp.asarray(derived.steps_per_chunk, jnp.int32))
+
+    return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, run_steps=run_steps,
                    update=make_update(False), evaluate=evaluate, policy_params=policy_params,
                    trace_count=lambda: traces[0], num_devices=d, mesh=mesh,
                    shardings=state_shardings)

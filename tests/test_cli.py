@@ -3,10 +3,15 @@ metrics and checkpoints and resumes."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
+from conftest import ROOT, cli_env
 from mjx_qvpo.checkpoint import list_checkpoints
 
 # A humanoid run shrunk to seconds of work (the MJX compile still takes minutes on a CPU).
@@ -60,7 +65,9 @@ def _humanoid_smoke_run(run_cli, tmp_path) -> str:
     cfg = json.load(open(os.path.join(workdir, "config.json")))
     assert cfg["task"] == "humanoid" and cfg["num_envs"] == 2
     rows = _rows(workdir)
-    assert [row["env_steps"] for row in rows] == [4, 8]
+    # Calls are sized by time: a one-step probe in warm-up (2 envs, 1 step) and one where updates
+    # begin, then the rest of the 4-env-step log interval.
+    assert [row["env_steps"] for row in rows] == [2, 4, 8]
     for key in ("wall_time", "sps", "train/critic_loss", "train/actor_loss"):
         assert np.isfinite(rows[-1][key]), key
     assert "eval/episode_return" in rows[-1]            # evaluated at the end
@@ -81,7 +88,8 @@ def test_humanoid_smoke_run_writes_metrics_and_checkpoints(run_cli, tmp_path):
 
 @pytest.mark.slow
 def test_humanoid_smoke_run_resumes_with_a_longer_horizon(run_cli, tmp_path):
-    """A longer total_env_steps changes the annealing constant, so the chunk compiles again."""
+    """A longer total_env_steps keeps the anneal horizon stored in the state at the first start,
+    so the compiled loop is the same one (loaded from the compile cache)."""
     workdir = _humanoid_smoke_run(run_cli, tmp_path)
     # Resume from the run's saved config with a longer horizon: continues at step 8.
     r = run_cli("mjx_qvpo.train", "--config", os.path.join(workdir, "config.json"),
@@ -89,7 +97,7 @@ def test_humanoid_smoke_run_resumes_with_a_longer_horizon(run_cli, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from env step 8" in r.stdout
     rows = _rows(workdir)
-    assert [row["env_steps"] for row in rows] == [4, 8, 12]
+    assert [row["env_steps"] for row in rows] == [2, 4, 8, 10, 12]  # a probe after resuming
     assert rows[-1]["wall_time"] >= rows[1]["wall_time"]
     assert [s for s, _ in list_checkpoints(os.path.join(workdir, "checkpoints"))] == [4, 8, 12]
 
@@ -186,3 +194,68 @@ def test_experiment_aliases_follow_the_conventions():
     assert overrides == {"workdir": "runs/b", "num_seeds": 3, "seed": 2}
     a = ablate.parse_cli(["--config", "configs/bandit.py", "--workdir", "runs/a", "--seed", "4"])
     assert a["out"] == "runs/a" and a["overrides"] == {"seed": 4} and a["seeds"] == 1
+
+
+# A bandit run with tiny networks: seconds to compile, milliseconds per training step.
+TINY_BANDIT = [
+    "--config", "configs/bandit.py", "--config.num_envs=16", "--config.batch_size=32",
+    "--config.warmup_env_steps=64", "--config.buffer_size=4096", "--config.diffusion_steps=5",
+    "--config.num_train_samples=8", "--config.num_eval_samples=8", "--config.num_eval_envs=16",
+    "--config.network.actor_hidden=(16,)", "--config.network.critic_hidden=(16,)",
+    "--config.network.time_hidden=16",
+]
+
+
+def test_sigterm_during_a_long_chunk_is_honored_within_the_time_bound(compile_cache, tmp_path):
+    """log_every_env_steps asks for one 100-million-env-step chunk (hours); max_chunk_seconds=2
+    keeps each host call near 2 s, so SIGTERM stops the run, with a loadable checkpoint, within
+    seconds."""
+    from mjx_qvpo.runs import load_state
+    workdir = tmp_path / "long"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mjx_qvpo.train", *TINY_BANDIT, f"--config.workdir={workdir}",
+         "--config.total_env_steps=100000000", "--config.log_every_env_steps=100000000",
+         "--config.eval_every_env_steps=0", "--config.checkpoint_every_env_steps=0",
+         "--config.max_chunk_seconds=2"],
+        cwd=ROOT, env=cli_env(compile_cache), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        progress = 0
+        while progress < 3:  # the warm-up probe, the update probe, then one paced call
+            line = p.stdout.readline()
+            assert line, "the run ended before its third progress line"
+            progress += line.startswith("step")
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=120)
+        elapsed = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    print(f"SIGTERM to exit: {elapsed:.1f} s")
+    assert p.returncode == 0, out[-3000:]
+    assert "received SIGTERM" in out and "stopped at env step" in out
+    assert elapsed < 20, elapsed
+    last = _rows(workdir)[-1]["env_steps"]
+    _, _, state, step = load_state(str(workdir))
+    assert step == last == int(state.env_steps)
+
+
+@pytest.mark.slow
+def test_second_run_of_a_config_loads_its_compilation_from_the_cache(tmp_path):
+    """A fresh cache directory: the first run compiles and fills it, the second run of the same
+    config (another run directory) loads the executables instead. Slow: two cold CLI runs (about
+    2 minutes on the loaded 2-core CPU); the directory rules are in test_compile_cache.py."""
+    cache = tmp_path / "cache"
+    env = cli_env(str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    compile_s = []
+    for name in ("first", "second"):
+        r = subprocess.run([sys.executable, "-m", "mjx_qvpo.train", *TINY_BANDIT,
+                            f"--config.workdir={tmp_path / name}", "--config.total_env_steps=64",
+                            "--config.eval_every_env_steps=0"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        compile_s.append(_rows(tmp_path / name)[-1]["compile_cpu_s"])  # steadier than wall
+    print("compile CPU s, first and second run:", compile_s)
+    assert any(cache.iterdir())
+    assert compile_s[1] < 0.5 * compile_s[0], compile_s

@@ -112,5 +112,6 @@ def test_two_processes_train_as_one_run(compile_cache, tmp_path):
     assert "mjx_qvpo:" not in outs[1][0] and "step" not in outs[1][0]  # only process 0 logs ...
     assert not (tmp_path / "run1").exists()      # ... and writes
     rows = [json.loads(x) for x in (tmp_path / "run0" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["env_steps"] for r in rows] == [64, 128, 192]
+    # Calls are sized by time on process 0 and broadcast; evaluations stay on their grid.
+    assert [r["env_steps"] for r in rows if "eval/episode_return" in r] == [64, 128, 192]
     assert all(r["finite/params"] == 1.0 for r in rows)

@@ -74,7 +74,7 @@ def _run(cfg, log=lambda line: None, **kw):
 
 def _metrics(workdir):
     from mjx_qvpo.runs import read_metrics
-    drop = ("wall_time", "sps", "updates_per_s", "compile_s", "eval/seconds")
+    drop = ("wall_time", "sps", "updates_per_s", "compile_s", "compile_cpu_s", "eval/seconds")
     return [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(workdir)]
 
 
@@ -83,7 +83,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path):
     uninterrupted run's metrics exactly on the CPU, and two runs with one seed are identical."""
     small = {"network.actor_hidden": (16,), "network.critic_hidden": (16,),
              "network.time_hidden": 16, "eval_every_env_steps": 64,
-             "checkpoint_every_env_steps": 64, "total_env_steps": 192}
+             "checkpoint_every_env_steps": 64, "total_env_steps": 192,
+             "max_chunk_seconds": 0.0}  # calls on the log grid, so that rows line up
     straight = bandit_cfg(workdir=str(tmp_path / "a"), **small)
     _run(straight)
     again = bandit_cfg(workdir=str(tmp_path / "b"), **small)
@@ -128,3 +129,124 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     from mjx_qvpo.runs import load_state
     _, _, state, step = load_state(str(tmp_path / "nan"))
     assert step == 64 and int(state.updates) == 0
+
+
+SMALL_NETS = {"network.actor_hidden": (16,), "network.critic_hidden": (16,),
+              "network.time_hidden": 16}
+
+
+def _snapshot(root):
+    """Every file under ``root`` with its bytes."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def read_events(workdir):
+    """{(tag, step): value} of every scalar in the run's TensorBoard event files (TFRecord
+    framing: length, its CRC, an Event proto, its CRC)."""
+    import glob
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    out = {}
+    for path in sorted(glob.glob(os.path.join(str(workdir), "events.out.tfevents.*"))):
+        data, i = open(path, "rb").read(), 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+            i += 12 + length + 4
+            for v in event.summary.value:
+                out[(v.tag, event.step)] = v.simple_value
+    return out
+
+
+def test_episode_window_keeps_the_last_w_episodes():
+    from mjx_qvpo.training import EpisodeWindow
+    w = EpisodeWindow.create(3)
+    assert all(np.isnan(float(x)) for x in w.means())  # nothing finished yet
+    w = w.add(jnp.array([1.0, 0.0, 1.0]), jnp.array([1.0, 2.0, 3.0]), jnp.array([10, 20, 30]))
+    assert int(w.count) == 2 and float(w.means()[0]) == 2.0 and float(w.means()[1]) == 20.0
+    # Four finish at once in a window of three: only the last three (5, 6, 7) are kept.
+    w = w.add(jnp.ones(4), jnp.array([4.0, 5.0, 6.0, 7.0]), jnp.array([1, 1, 1, 1]))
+    assert int(w.count) == 6 and float(w.means()[0]) == 6.0
+    w = w.add(jnp.zeros(4), jnp.full(4, 100.0), jnp.ones(4))  # nobody finished: unchanged
+    assert float(w.means()[0]) == 6.0
+
+
+def test_run_stops_at_the_budget_and_writes_every_metric_to_tensorboard(tmp_path):
+    """total_env_steps=100 with 16 envs stops at 112 (7 training steps), never at a whole
+    64-step chunk; evaluations (every 48) and checkpoints (every 32) land on their own grids. A
+    resume with a longer budget keeps the entropy anneal horizon of the first start."""
+    from mjx_qvpo.checkpoint import list_checkpoints
+    from mjx_qvpo.runs import load_state, read_metrics
+    workdir = tmp_path / "budget"
+    cfg = bandit_cfg(workdir=str(workdir), total_env_steps=100, eval_every_env_steps=48,
+                     checkpoint_every_env_steps=32, keep_checkpoints=10, max_chunk_seconds=0.0,
+                     **SMALL_NETS)
+    last = _run(cfg)
+    rows = read_metrics(workdir)
+    assert last["env_steps"] == 112
+    assert [r["env_steps"] for r in rows] == [32, 48, 64, 96, 112]
+    assert [r["env_steps"] for r in rows if "eval/episode_return" in r] == [48, 96, 112]
+    assert [s for s, _ in list_checkpoints(str(workdir / "checkpoints"))] == [32, 64, 96, 112]
+    events = read_events(workdir)
+    for r in rows:
+        for k, v in r.items():
+            if k != "env_steps" and np.isfinite(v):  # NaN entries are gaps
+                assert (k, r["env_steps"]) in events, k
+                np.testing.assert_allclose(events[(k, r["env_steps"])], v, rtol=1e-6)
+    assert np.isfinite(rows[-1]["train/episode_return"])
+
+    longer = bandit_cfg(workdir=str(workdir), total_env_steps=160, eval_every_env_steps=48,
+                        checkpoint_every_env_steps=32, keep_checkpoints=10,
+                        max_chunk_seconds=0.0, **SMALL_NETS)
+    assert _run(longer, resume=True)["env_steps"] == 160
+    _, _, state, step = load_state(str(workdir))
+    assert step == 160 and int(state.entropy_horizon) == 100
+
+
+def test_resume_with_another_layout_is_refused_and_writes_nothing(tmp_path, capsys):
+    """The checkpoint does not fit the new config: one line naming the changed fields, and the
+    run directory stays byte-for-byte as it was (config.json and metrics.jsonl included)."""
+    from mjx_qvpo.config import ConfigError
+    workdir = tmp_path / "run"
+    _run(bandit_cfg(workdir=str(workdir), total_env_steps=64, **SMALL_NETS))
+    before = _snapshot(workdir)
+    changed = bandit_cfg(workdir=str(workdir), total_env_steps=128,
+                         **{**SMALL_NETS, "network.actor_hidden": (32,)})
+    with pytest.raises(ConfigError) as e:
+        _run(changed, resume=True)
+    message = str(e.value)
+    assert "\n" not in message
+    assert "network.actor_hidden ((16,) -> (32,))" in message
+    assert "total_env_steps (64 -> 128)" in message
+    assert "unreadable" not in capsys.readouterr().err
+    assert _snapshot(workdir) == before
+
+
+def test_training_return_is_finite_while_episodes_span_chunks():
+    """inverted_pendulum episodes last up to 10 steps here and calls are 1 step: most calls end
+    no episode, yet train/episode_return is the window's mean as soon as one has finished
+    (23 s on the loaded 2-core CPU, mostly the MJX compile)."""
+    cfg = resolve(apply_overrides(load_config_file("configs/inverted_pendulum.py"), {
+        "num_envs": 4, "episode_length": 10, "warmup_env_steps": 1000, "buffer_size": 1024,
+        "batch_size": 4, "total_env_steps": 1000, **SMALL_NETS}))
+    trainer = make_trainer(cfg)
+    run_steps = jax.jit(trainer.run_steps, donate_argnums=0)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    seen, quiet_but_finite = 0, 0
+    for _ in range(25):
+        state, m = run_steps(state, np.int32(1))
+        seen += int(m["train/episodes"])
+        if seen:
+            assert np.isfinite(float(m["train/episode_return"]))
+            quiet_but_finite += int(m["train/episodes"]) == 0
+        else:
+            assert np.isnan(float(m["train/episode_return"]))
+    assert seen > 0 and quiet_but_finite > 0
+    assert trainer.trace_count() == 1
