@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from mjx_qvpo.diffusion import BETA_SCHEDULES
+from mjx_qvpo.diffusion import BETA_SCHEDULES, SAMPLERS
 from mjx_qvpo.networks import MATMUL_MODES as MATMUL_PRECISIONS
 from mjx_qvpo.q_transforms import Q_TRANSFORMS
 
@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.matmul_precision = "float32"     # float32 (default), tensorfloat32 or bfloat16 (opt-in)
     c.scan_unroll = 4                  # unroll of the denoising scan (speed knob, same result;
                                        # 4 measured ~7% faster than 1 on the CPU at humanoid size)
+    c.sampler = "reference"            # diffusion sampler, one of SAMPLERS: "reference" (lax.scan, the
+                                       # default) or "pallas" (one fused kernel, same actions)
+    c.activation_dtype = "float32"     # "bfloat16" keeps the pallas sampler's activations bfloat16
+                                       # (needs sampler "pallas" and matmul_precision bfloat16)
     c.num_devices = 0                  # devices per process, data-parallel; 0: all local devices
     # Evaluation, logging, checkpoints.
     c.eval_every_env_steps = 100_000   # 0: only at the end
@@ -196,6 +200,8 @@ SCHEMA: dict[str, Field] = {
     "normalize_observations": Field(bool, None, "true or false"),
     "matmul_precision": _choice(MATMUL_PRECISIONS),
     "scan_unroll": _int(1),
+    "sampler": _choice(SAMPLERS),
+    "activation_dtype": _choice(("float32", "bfloat16")),
     "num_devices": _int(0),
     "eval_every_env_steps": _int(0),
     "num_eval_envs": _int(1),
@@ -253,6 +259,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                           "must have the same length")
     if cfg.render_every_eval and cfg.task == "bandit":
         raise ConfigError("config field 'render_every_eval': task 'bandit' has no physics to render")
+    if cfg.activation_dtype == "bfloat16" and (cfg.sampler != "pallas"
+                                               or cfg.matmul_precision != "bfloat16"):
+        raise ConfigError("config field 'activation_dtype' bfloat16 needs sampler 'pallas' and "
+                          f"matmul_precision 'bfloat16', got {cfg.sampler!r} and "
+                          f"{cfg.matmul_precision!r}")
     if cfg.num_chosen > cfg.num_train_samples:
         raise ConfigError(f"config field 'num_chosen' must be <= num_train_samples "
                           f"({cfg.num_train_samples}), got {cfg.num_chosen}")
