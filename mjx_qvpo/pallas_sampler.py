@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 from mjx_qvpo.networks import NoiseModel, Params, mish
 
@@ -51,6 +52,18 @@ def _dot(x: jax.Array, w: jax.Array, mode: str) -> jax.Array:
                        preferred_element_type=jnp.float32)
     precision = jax.lax.Precision.DEFAULT if mode == "tensorfloat32" else jax.lax.Precision.HIGHEST
     return jnp.dot(x, w, precision=precision, preferred_element_type=jnp.float32)
+
+
+def _act(h: jax.Array, dtype) -> jax.Array:
+    """Mish of a layer's float32 pre-activation, kept in ``dtype`` between layers.
+
+    With bfloat16 the pre-activation and the result are rounded to bfloat16 (half the on-chip
+    bytes per activation); Mish itself is evaluated in float32 because Triton has no bfloat16
+    division. a_t, the noise and the matmul accumulators stay float32 in every mode.
+    """
+    if dtype == jnp.float32:
+        return mish(h)
+    return mish(h.astype(dtype).astype(jnp.float32)).astype(dtype)
 
 
 def _step_constants(sched) -> list[tuple[float, float, float, float, float]]:
@@ -82,13 +95,11 @@ def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activ
         sr, srm1, c1, c2, sigma = consts[t]
         # Same association as the reference: (a W_a) + (state share + time share).
         h = _dot(a, wa_ref[...], mode) + (s + tf_ref[t][None, :])
-        h = mish(h.astype(act_dtype))
+        h = _act(h, act_dtype)
         for j, (w_ref, b_ref) in enumerate(layers):
             h = _dot(h, w_ref[...], mode) + b_ref[...]
             if j < len(layers) - 1:
-                # bf16_activations: Mish and the stored activations in bfloat16 (half the bytes on
-                # chip); the matmuls still accumulate in float32 and a_t stays float32.
-                h = mish(h.astype(act_dtype))
+                h = _act(h, act_dtype)
         h = h.astype(jnp.float32)
         a0 = jnp.clip(sr * a - srm1 * h, -1.0, 1.0)
         mean = c1 * a0 + c2 * a
@@ -99,7 +110,8 @@ def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activ
 
 def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_feat: jax.Array,
                  a_T: jax.Array, noise: jax.Array, *, tile_rows: int = DEFAULT_TILE_ROWS,
-                 interpret: bool | None = None, bf16_activations: bool = False) -> jax.Array:
+                 interpret: bool | None = None, bf16_activations: bool = False,
+                 num_warps: int = 4) -> jax.Array:
     """Ancestral sampling of QVPO.md section 1 for R independent rows with given noise.
 
     ``s_feat`` (R, H0) is each row's state share of the first layer (bias included), ``t_feat``
@@ -144,6 +156,9 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
         in_specs=in_specs,
         out_specs=pl.BlockSpec((tile, dp), lambda i: (i, 0)),
         interpret=interpret,
+        # Triton, not the Mosaic GPU backend that recent JAX picks by default: this kernel is
+        # written for Triton's model (one program per tile, whole blocks as values).
+        compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps),
     )(a_in, z_in, s_in, tf_in, wa_in, *layer_in)
     return out[:rows, :d]
 

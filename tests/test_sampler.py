@@ -140,3 +140,24 @@ def test_sampler_config_fields():
     with pytest.raises(ValueError, match="sampler must be one of"):
         diffusion.sample(_model(2, 2, (16,)), diffusion.make_schedule(2), None, jnp.zeros((1, 2)),
                          jax.random.PRNGKey(0), 1, sampler="fast")
+
+
+@pytest.mark.parametrize("precision, bf16_activations", [
+    ("float32", False), ("tensorfloat32", False), ("bfloat16", False), ("bfloat16", True)])
+def test_pallas_kernel_lowers_to_triton(precision, bf16_activations):
+    """No GPU here, but JAX lowers for CUDA on any host: the kernel at humanoid size (act 17,
+    3 x 256, T = 20, 16,384 rows) passes the Pallas Triton lowering (power-of-two blocks, dot
+    shapes, dtypes). Triton's own compilation (shared memory, registers) needs the GPU."""
+    from mjx_qvpo import pallas_sampler
+    sched = diffusion.make_schedule(20)
+    model = NoiseModel(244, 17, (256, 256, 256), 32, 256, precision)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    rows, f32 = 256 * 64, jnp.float32
+
+    def run(params, s_feat, t_feat, a_T, noise):
+        return pallas_sampler.denoise_rows(model, sched, params, s_feat, t_feat, a_T, noise,
+                                           interpret=False, bf16_activations=bf16_activations)
+    args = (params, jax.ShapeDtypeStruct((rows, 256), f32), jax.ShapeDtypeStruct((20, 256), f32),
+            jax.ShapeDtypeStruct((rows, 17), f32), jax.ShapeDtypeStruct((20, rows, 17), f32))
+    text = jax.jit(run).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    assert "__gpu$xla.gpu.triton" in text or "triton" in text.lower()
