@@ -31,6 +31,8 @@ from mjx_qvpo.networks import NoiseModel, Params, mish
 # Rows of candidates per kernel instance. 64 keeps one tile's activations (64 x 256 float32 = 64 KiB)
 # plus one 256 x 256 weight small enough for a GPU's shared memory in bfloat16; tuned on a GPU later.
 DEFAULT_TILE_ROWS = 64
+# Rows of a trunk weight per partial matmul (see _layer_dot); None multiplies by whole weights.
+DEFAULT_K_CHUNK = 64
 
 
 def _pow2(n: int, lo: int = 16) -> int:
@@ -52,6 +54,24 @@ def _dot(x: jax.Array, w: jax.Array, mode: str) -> jax.Array:
                        preferred_element_type=jnp.float32)
     precision = jax.lax.Precision.DEFAULT if mode == "tensorfloat32" else jax.lax.Precision.HIGHEST
     return jnp.dot(x, w, precision=precision, preferred_element_type=jnp.float32)
+
+
+def _layer_dot(h: jax.Array, w_ref, mode: str, k_chunk: int | None) -> jax.Array:
+    """h @ W with W read from its ref in row chunks of ``k_chunk`` (summed in float32).
+
+    Why: a whole 256 x 256 float32 weight is 256 KiB, more than a GPU's shared memory, if Triton
+    stages it for one dot; chunks of 64 rows are 64 KiB. The split of h into equal power-of-two
+    parts is what Triton's lowering supports. Summing partial products changes the float32
+    rounding order only (tests hold the result to 1e-5 of the reference).
+    """
+    fan_in = h.shape[-1]
+    if k_chunk is None or fan_in <= k_chunk:
+        return _dot(h, w_ref[...], mode)
+    acc = None
+    for p, part in enumerate(jnp.split(h, fan_in // k_chunk, axis=1)):
+        y = _dot(part, w_ref[pl.ds(p * k_chunk, k_chunk), :], mode)
+        acc = y if acc is None else acc + y
+    return acc
 
 
 def _act(h: jax.Array, dtype) -> jax.Array:
@@ -76,7 +96,8 @@ def _step_constants(sched) -> list[tuple[float, float, float, float, float]]:
              float(sigma[t])) for t in range(sched.num_steps)]
 
 
-def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activations):
+def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activations,
+            k_chunk):
     """One tile of rows through all T denoising steps (QVPO.md section 1).
 
     Refs: a_T (tile, d), noise (T, tile, d), state share (tile, H0), time shares (T, H0),
@@ -97,7 +118,7 @@ def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activ
         h = _dot(a, wa_ref[...], mode) + (s + tf_ref[t][None, :])
         h = _act(h, act_dtype)
         for j, (w_ref, b_ref) in enumerate(layers):
-            h = _dot(h, w_ref[...], mode) + b_ref[...]
+            h = _layer_dot(h, w_ref, mode, k_chunk) + b_ref[...]
             if j < len(layers) - 1:
                 h = _act(h, act_dtype)
         h = h.astype(jnp.float32)
@@ -111,7 +132,7 @@ def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activ
 def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_feat: jax.Array,
                  a_T: jax.Array, noise: jax.Array, *, tile_rows: int = DEFAULT_TILE_ROWS,
                  interpret: bool | None = None, bf16_activations: bool = False,
-                 num_warps: int = 4) -> jax.Array:
+                 num_warps: int = 4, k_chunk: int | None = DEFAULT_K_CHUNK) -> jax.Array:
     """Ancestral sampling of QVPO.md section 1 for R independent rows with given noise.
 
     ``s_feat`` (R, H0) is each row's state share of the first layer (bias included), ``t_feat``
@@ -148,6 +169,7 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
                 pl.BlockSpec((tile, h0), lambda i: (i, 0)),
                 full(tf_in.shape), full(wa_in.shape)] + [full(x.shape) for x in layer_in]
     kernel = functools.partial(_kernel, consts=_step_constants(sched), mode=model.precision,
+                               k_chunk=None if k_chunk is None else _pow2(k_chunk),
                                bf16_activations=bf16_activations and model.precision == "bfloat16")
     out = pl.pallas_call(
         kernel,
@@ -163,4 +185,4 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     return out[:rows, :d]
 
 
-__all__ = ["DEFAULT_TILE_ROWS", "denoise_rows"]
+__all__ = ["DEFAULT_TILE_ROWS", "DEFAULT_K_CHUNK", "denoise_rows"]

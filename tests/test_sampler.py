@@ -38,6 +38,7 @@ def test_draw_noise_is_the_reference_stream():
     (7, 17, (32, 24, 32), 5, 3, 5, 16),    # 15 rows in one padded tile; widths padded to 32
     (4, 6, (64, 64), 9, 8, 6, 16),         # 72 rows: 4 full tiles and a padded fifth
     (2, 1, (20,), 3, 4, 20, 64),           # act 1, T = 20, a single layer trunk
+    (3, 17, (128, 128), 4, 4, 3, 16),      # fan-in 128: trunk matmuls in two 64-row chunks
 ])
 def test_pallas_sampler_equals_reference(obs, act, hidden, batch, k, steps, tile):
     sched = diffusion.make_schedule(steps)
