@@ -178,6 +178,7 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
         in_specs=in_specs,
         out_specs=pl.BlockSpec((tile, dp), lambda i: (i, 0)),
         interpret=interpret,
+        name="qvpo_sampler",   # the kernel's name in profiles (profiling.py classes it by this)
         # Triton, not the Mosaic GPU backend that recent JAX picks by default: this kernel is
         # written for Triton's model (one program per tile, whole blocks as values).
         compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps),
