@@ -144,12 +144,13 @@ def sample_reference(model: NoiseModel, sched: Schedule, params: Params, obs: ja
 
 def sample_pallas(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array,
                   key: jax.Array, num_samples: int, *, tile_rows: int | None = None,
-                  bf16_activations: bool = False) -> jax.Array:
+                  bf16_activations: bool = False, **kernel_options) -> jax.Array:
     """The same ancestral sampler (QVPO.md section 1) as one Pallas kernel over tiles of the
     B x K candidate rows (see pallas_sampler.py): (B, obs) -> (B, K, d).
 
     Draws the reference's noise with ``draw_noise`` (same key, same numbers), so it returns the
-    reference's actions up to float32 rounding. Not differentiable.
+    reference's actions up to float32 rounding. Not differentiable. ``kernel_options``
+    (``k_chunk``, ``num_warps``, ``interpret``) go to ``pallas_sampler.denoise_rows``.
     """
     from mjx_qvpo import pallas_sampler  # Pallas is imported only when this sampler is chosen
     batch = obs.shape[:-1]
@@ -163,7 +164,7 @@ def sample_pallas(model: NoiseModel, sched: Schedule, params: Params, obs: jax.A
         model, sched, params, s_feat, t_feat, a_T.reshape(rows, -1),
         noise.reshape(sched.num_steps, rows, -1),
         tile_rows=tile_rows or pallas_sampler.DEFAULT_TILE_ROWS,
-        bf16_activations=bf16_activations)
+        bf16_activations=bf16_activations, **kernel_options)
     return a_0.reshape(shape)
 
 
