@@ -28,46 +28,48 @@ $PY -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | grep -v
 mkdir -p "$OUT"
 start=$SECONDS
 
-# stage NAME MIN_SECONDS_LEFT CMD...: run CMD with a timeout that leaves 15 s for the rest, log to
-# OUT/NAME.log; skipped when fewer than MIN_SECONDS_LEFT seconds of the budget remain.
+# stage NAME MIN_SECONDS_LEFT CAP_S CMD...: run CMD for at most CAP_S seconds (and never past the
+# budget less 15 s), log to OUT/NAME.log; skipped when fewer than MIN_SECONDS_LEFT seconds remain.
+# The cap keeps one slow stage (a long Triton compile) from eating the later ones.
 stage() {
-  local name=$1 need=$2; shift 2
+  local name=$1 need=$2 cap=$3; shift 3
   local left=$((BUDGET - (SECONDS - start)))
   if [ "$left" -lt "$need" ]; then
     echo "gpu_bench: skip $name ($left s left, needs $need)" | tee -a "$OUT/stages.txt"
     return
   fi
+  local limit=$((left - 15 < cap ? left - 15 : cap))
   local t0=$SECONDS
-  timeout $((left - 15)) "$@" 2>&1 | grep -v "warp" > "$OUT/$name.log"
+  timeout "$limit" "$@" 2>&1 | grep -v "warp" > "$OUT/$name.log"
   local rc=${PIPESTATUS[0]}
   echo "gpu_bench: $name rc=$rc $((SECONDS - t0)) s (at $((SECONDS - start)) s)" | tee -a "$OUT/stages.txt"
   tail -n 25 "$OUT/$name.log"
 }
 
 if [ -n "${FULL:-}" ]; then
-  stage bench 200 $PY -m mjx_qvpo.bench --config "$CONFIG" \
+  stage bench 200 600 $PY -m mjx_qvpo.bench --config "$CONFIG" \
     --precisions float32,tensorfloat32,bfloat16 --out "$OUT"
-  stage sweep 200 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-parts \
+  stage sweep 200 600 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-parts \
     --sweep num_envs=256,1024,4096 --out "$OUT/sweep"
   echo "gpu_bench: done after $((SECONDS - start)) s"
   exit 0
 fi
 
 U1=--config.scan_unroll=1
-stage sampler 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
-stage profile_f32 90 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+stage sampler 120 150 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
+stage profile_f32 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --out "$OUT/profile"
 for prec in float32 bfloat16; do
   for sampler in reference pallas; do
     # A one-value sweep is the bench's fused-step-only path (with compile time).
-    stage "fused_${prec}_${sampler}" 80 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick \
+    stage "fused_${prec}_${sampler}" 80 100 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick \
       --no-parts --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
       --out "$OUT/fused_${prec}_${sampler}"
   done
 done
-stage profile_bf16 90 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+stage profile_bf16 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.matmul_precision=bfloat16 --out "$OUT/profile"
-stage profile_pallas 90 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+stage profile_pallas 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.sampler=pallas --out "$OUT/profile"
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
 echo "gpu_bench: done after $((SECONDS - start)) s"

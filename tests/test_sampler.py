@@ -138,6 +138,12 @@ def test_sampler_config_fields():
         validate(apply_overrides(cfg, {"activation_dtype": "bfloat16"}))
     validate(apply_overrides(cfg, {"activation_dtype": "bfloat16", "sampler": "pallas",
                                    "matmul_precision": "bfloat16"}))
+    from mjx_qvpo.config import resolve
+    from mjx_qvpo.training import make_networks
+    nets = make_networks(resolve(apply_overrides(cfg, {
+        "sampler": "pallas", "matmul_precision": "bfloat16", "activation_dtype": "bfloat16"})),
+        3, 2)
+    assert nets.sampler == "pallas" and nets.bf16_activations   # the trainer's networks use it
     with pytest.raises(ValueError, match="sampler must be one of"):
         diffusion.sample(_model(2, 2, (16,)), diffusion.make_schedule(2), None, jnp.zeros((1, 2)),
                          jax.random.PRNGKey(0), 1, sampler="fast")
