@@ -64,7 +64,8 @@ def main(argv):
         variants = [("reference", {"unroll": 1}), ("pallas", {"tile_rows": 64, "k_chunk": 64}),
                     ("reference", {"unroll": 4})]
         variants += [("pallas", {"tile_rows": t, "k_chunk": 64}) for t in tiles if t != 64]
-        variants += [("pallas", {"tile_rows": tiles[0], "k_chunk": None})]
+        variants += [("pallas", {"tile_rows": tiles[-1], "k_chunk": 64, "num_warps": 8}),
+                     ("pallas", {"tile_rows": tiles[0], "k_chunk": None})]
         for sampler, opts in variants:
             entry = {"precision": precision, "sampler": sampler, **opts}
             if sampler == "reference":
