@@ -22,13 +22,17 @@ from mjx_qvpo.train import load_run_config  # noqa: E402
 from mjx_qvpo.training import make_trainer  # noqa: E402
 
 
-def compile_seconds(fn, *args) -> tuple[float, float]:
-    """(trace + lower seconds, XLA compile seconds) of jax.jit(fn) on abstract args."""
-    t0 = time.perf_counter()
+def compile_seconds(fn, *args) -> dict:
+    """Wall and process-CPU seconds of tracing + lowering, then of XLA compiling, jax.jit(fn) on
+    abstract args. CPU seconds (all threads of this process) are the figure to compare on a
+    shared machine, where wall time depends on what else runs."""
+    w0, c0 = time.perf_counter(), time.process_time()
     lowered = jax.jit(fn).trace(*args).lower()
-    t1 = time.perf_counter()
+    w1, c1 = time.perf_counter(), time.process_time()
     lowered.compile()
-    return t1 - t0, time.perf_counter() - t1
+    w2, c2 = time.perf_counter(), time.process_time()
+    return {"lower_wall_s": w1 - w0, "lower_cpu_s": c1 - c0,
+            "compile_wall_s": w2 - w1, "compile_cpu_s": c2 - c1}
 
 
 def main(argv):
@@ -41,8 +45,8 @@ def main(argv):
         key = jax.random.PRNGKey(0)
         state = jax.eval_shape(trainer.init, key)
         row = {"scan_unroll": unroll}
-        row["chunk_lower_s"], row["chunk_compile_s"] = compile_seconds(trainer.chunk, state)
-        row["eval_lower_s"], row["eval_compile_s"] = compile_seconds(trainer.evaluate, state, key)
+        row["chunk"] = compile_seconds(trainer.chunk, state)
+        row["evaluate"] = compile_seconds(trainer.evaluate, state, key)
         rows.append(row)
         with open(out, "w") as f:
             json.dump({"config": config, "device": jax.devices()[0].device_kind,
