@@ -90,16 +90,20 @@ def _names(events: Iterable[dict]) -> tuple[dict, dict]:
 def op_events(trace: dict) -> tuple[list[dict], str]:
     """The XLA operation events of a trace and where they came from ("gpu streams" or "xla ops").
 
-    Completed events (ph X) with ``args.hlo_op``, minus the CPU's zero-length "end: ..." markers.
-    When a device process has ``Stream`` threads, only those count (kernels as launched).
+    When a device process has ``Stream`` threads, every completed event (ph X) on them counts
+    (kernels and copies as launched). Otherwise the completed events with ``args.hlo_op`` count,
+    minus XLA:CPU's short "end: ..." markers.
     """
     events = trace.get("traceEvents", [])
     procs, threads = _names(events)
-    ops = [e for e in events if e.get("ph") == "X" and "dur" in e
-           and "hlo_op" in (e.get("args") or {}) and not str(e.get("name", "")).startswith("end: ")]
-    streams = [e for e in ops if procs.get(e.get("pid"), "").startswith("/device:")
+    done = [e for e in events if e.get("ph") == "X" and "dur" in e
+            and not str(e.get("name", "")).startswith("end: ")]
+    # Every event on a device's Stream line is a kernel or a copy, annotated with hlo_op or not.
+    streams = [e for e in done if procs.get(e.get("pid"), "").startswith("/device:")
                and threads.get((e.get("pid"), e.get("tid")), "").startswith("Stream")]
-    return (streams, "gpu streams") if streams else (ops, "xla ops")
+    if streams:
+        return streams, "gpu streams"
+    return [e for e in done if "hlo_op" in (e.get("args") or {})], "xla ops"
 
 
 def self_times(ops: list[dict]) -> list[float]:
@@ -139,7 +143,7 @@ def reduce_trace(trace: dict, num_updates: int = 0, top: int = 25) -> dict:
     by_op: dict[str, list] = {}
     for e, s in zip(ops, selfs):
         name = str(e.get("name", ""))
-        cls = classify(name, str(e["args"].get("hlo_op", "")))
+        cls = classify(name, str((e.get("args") or {}).get("hlo_op", "")))
         by_class[cls] += s
         count_class[cls] += 1
         row = by_op.setdefault(_base_name(name), [0.0, 0, cls])

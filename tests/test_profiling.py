@@ -36,7 +36,7 @@ def test_gpu_trace_counts_stream_kernels_once(tmp_path):
         _op(1, 10, "sm90_xmma_gemm_f32f32_tf32f32_f32_nn", 0, 60, "dot.3"),
         _op(1, 10, "loop_multiply_fusion_2", 60, 20, "fusion.7"),
         _op(1, 10, "Memcpy DtoH", 80, 5, "while.1"),  # predicate of a while loop
-        _op(1, 10, "qvpo_sampler", 85, 15, "custom-call.2"),
+        {"ph": "X", "pid": 1, "tid": 10, "name": "qvpo_sampler", "ts": 85, "dur": 15},  # no args
         _op(1, 11, "dot.3", 0, 60),                      # XLA Ops line: ignored
         {"ph": "X", "pid": 2, "tid": 20, "name": "PjitFunction(chunk)", "ts": 0, "dur": 100},
     ]
