@@ -169,7 +169,9 @@ def capture(fn, args: tuple, log_dir: str, repeats: int = 2) -> tuple[str, float
     import jax
     jax.block_until_ready(fn(*args))
     os.makedirs(log_dir, exist_ok=True)
-    jax.profiler.start_trace(log_dir)
+    # The Perfetto copy is insurance: if a JAX version stops writing <host>.trace.json.gz,
+    # find_trace_file falls back to perfetto_trace.json.gz (the same Chrome events).
+    jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
     t0 = time.perf_counter()
     try:
         for _ in range(repeats):
