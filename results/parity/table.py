@@ -5,13 +5,7 @@ rows = []
 for h, heights in (("near_equal", "(1.0, 0.9, 0.9)"), ("unequal", "(1.0, 0.8, 0.8)")):
     d = {}
     for p in ("float32", "bfloat16"):
-        try:
-            d[p] = json.load(open(f"results/parity/{h}_{p}/summary.json"))
-        except FileNotFoundError:
-            if p == "float32":  # not rerun here: the float32 run of results/bandit/ (same seeds)
-                d[p] = json.load(open(f"results/bandit/{h}/summary.json"))
-    if len(d) < 2:
-        print(h, "incomplete"); continue
+        d[p] = json.load(open(f"results/parity/{h}_{p}/summary.json"))
     for var in ("entropy", "no_entropy"):
         f, b = d["float32"]["variants"][var], d["bfloat16"]["variants"][var]
         nf, nb = [s["nearest_bump"] for s in f["seeds"]], [s["nearest_bump"] for s in b["seeds"]]
