@@ -29,6 +29,8 @@ class QVPONetworks:
     schedule: diffusion.Schedule
     normalize_observations: bool = False
     scan_unroll: int = 1
+    sampler: str = "reference"        # diffusion.SAMPLERS: every draw below goes through it
+    bf16_activations: bool = False    # pallas sampler in bfloat16 matmul mode only
 
     def normalize(self, obs: jax.Array, normalizer: Any) -> jax.Array:
         """Observations as the networks see them: standardized when normalization is on."""
@@ -37,9 +39,11 @@ class QVPONetworks:
         return running_statistics.normalize(obs, normalizer)
 
     def sample(self, actor_params: Params, obs: jax.Array, key: jax.Array, k: int) -> jax.Array:
-        """K candidate actions per (already normalized) state: (B, obs) -> (B, K, d)."""
+        """K candidate actions per (already normalized) state: (B, obs) -> (B, K, d), from the
+        configured sampler (docs/algorithm.md sections 1 and 5; see ``diffusion.sample``)."""
         return diffusion.sample(self.actor, self.schedule, actor_params, obs, key, k,
-                                unroll=self.scan_unroll)
+                                unroll=self.scan_unroll, sampler=self.sampler,
+                                bf16_activations=self.bf16_activations)
 
     def score(self, critic_params: Params, obs: jax.Array, candidates: jax.Array) -> jax.Array:
         """min(Q1, Q2) of K candidates per state: (B, obs), (B, K, d) -> (B, K).

@@ -10,6 +10,8 @@ same MJX environment with matched N, B and U as the baseline. Each figure is the
 repeats after compilation. Options add the update time in other matmul precisions, a sweep of one
 config field (a scaling plot) and the scaling of the fused step over device counts;
 ``--no-parts`` skips the main measurements (and the baseline) to run only those.
+``--profile`` instead traces a few fused training chunks with ``jax.profiler`` and writes the
+reduced table ``profile_<device>.{md,json}`` (see profiling.py).
 Writes ``<task>_<device>.json`` and ``.md`` (and ``*_sweep_<field>.png``) under ``--out``
 (default ``runs/bench``; the committed ``results/bench/`` is refreshed only on purpose, with
 ``--out results/bench``).
@@ -402,7 +404,8 @@ def parse_bench_args(argv: Sequence[str]):
     quick = "--quick" in argv
     baseline = "--no-baseline" not in argv
     parts = "--no-parts" not in argv
-    argv = [a for a in argv if a not in ("--quick", "--no-baseline", "--no-parts")]
+    profile = "--profile" in argv
+    argv = [a for a in argv if a not in ("--quick", "--no-baseline", "--no-parts", "--profile")]
     out_dir = _take(argv, "--out") or DEFAULT_OUT
     precisions = [p for p in (_take(argv, "--precisions") or "").split(",") if p]
     for p in precisions:
@@ -429,7 +432,28 @@ def parse_bench_args(argv: Sequence[str]):
         for v in values:
             resolve(apply_overrides(cfg, {field: v}))
     return cfg, dict(quick=quick, baseline=baseline, parts=parts, out_dir=out_dir, precisions=precisions,
-                     sweeps=sweeps, devices=device_counts)
+                     sweeps=sweeps, devices=device_counts, profile=profile)
+
+
+def run_profile(cfg, report: dict, out_dir: str, device_kind: str, chunks: int = 2) -> int:
+    """``--profile``: trace ``chunks`` fused training chunks after warm-up and write the reduced
+    table as ``profile_<device>[_<sampler>][_<matmul>].{md,json}`` under ``out_dir`` (the raw
+    trace stays in ``profile_trace/`` beside them). See profiling.py."""
+    from mjx_qvpo import profiling
+    suffix = "".join(f"_{v}" for v, default in ((cfg.sampler, "reference"),
+                                                 (cfg.matmul_precision, "float32")) if v != default)
+    stem = os.path.join(out_dir, f"profile_{device_kind.replace(' ', '_').lower()}{suffix}")
+    print(f"bench: profiling {chunks} chunks", flush=True)
+    report["profile"] = profiling.profile_training_step(
+        cfg, os.path.join(out_dir, "profile_trace"), chunks=chunks)
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=2, default=list)
+    md = profiling.to_markdown(report)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    print(f"wrote {stem}.json and {stem}.md")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -479,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {name} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
 
     t_start = time.perf_counter()
+    if opts["profile"]:
+        return run_profile(cfg, report, opts["out_dir"], device.device_kind)
     if opts["parts"]:
         run_bench(cfg, repeats=repeats, precisions=opts["precisions"], out=results,
                   on_stage=stage_done)

@@ -177,9 +177,10 @@ def describe_plan(cfg) -> str:
         f"plan for task {cfg.task} (obs {obs}, action {act}), workdir {cfg.workdir} "
         f"(nothing written)",
         f"  env steps        {d.total_env_steps:,} (total_env_steps {cfg.total_env_steps:,} "
-        f"rounded up to whole chunks)",
-        f"  chunks           {d.num_chunks} of {d.steps_per_chunk} training steps = "
-        f"{d.env_steps_per_chunk:,} env steps (one compiled call and one log line each)",
+        f"rounded up to a whole training step of N)",
+        f"  log rows         {d.num_chunks} of at most {d.steps_per_chunk} training steps = "
+        f"{d.env_steps_per_chunk:,} env steps (host calls sized to at most "
+        f"{cfg.max_chunk_seconds:g} s each, one compilation for every length)",
         f"  training steps   {steps:,} (N = {cfg.num_envs} envs each; the first {warm_steps:,} "
         f"are warm-up without updates)",
         f"  gradient updates {updates:,} (U = {cfg.updates_per_step} per training step, "

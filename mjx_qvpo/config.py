@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from mjx_qvpo.diffusion import BETA_SCHEDULES
+from mjx_qvpo.diffusion import BETA_SCHEDULES, SAMPLERS
 from mjx_qvpo.networks import MATMUL_MODES as MATMUL_PRECISIONS
 from mjx_qvpo.q_transforms import Q_TRANSFORMS
 
@@ -73,6 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.normalize_observations = False
     c.matmul_precision = "float32"   # the fast modes' effect on learning is not measured yet
     c.scan_unroll = 4                # 4 measured ~7% faster than 1 on the CPU at humanoid size
+    c.sampler = "reference"          # the Pallas sampler is checked in interpret mode only so far
+    c.activation_dtype = "float32"
     c.num_devices = 0
     # Evaluation, logging, checkpoints.
     c.eval_every_env_steps = 100_000
@@ -234,6 +236,11 @@ SCHEMA: dict[str, Field] = {
     "matmul_precision": _choice(MATMUL_PRECISIONS, "matmul mode: float32 (exact), "
                                                    "tensorfloat32 or bfloat16 (opt-in speed)"),
     "scan_unroll": _int(1, "unroll of the denoising scan (a speed knob; same result)"),
+    "sampler": _choice(SAMPLERS, "diffusion sampler: reference (lax.scan) or pallas (one fused "
+                                 "kernel for all T steps on a tile of rows; same actions)"),
+    "activation_dtype": _choice(("float32", "bfloat16"), "bfloat16 keeps the pallas sampler's "
+                                "activations in bfloat16 (needs sampler pallas and "
+                                "matmul_precision bfloat16)"),
     "num_devices": _int(0, "devices per process, data-parallel; 0: all local devices"),
     "eval_every_env_steps": _int(0, "env steps between evaluations; 0: only at the end"),
     "num_eval_envs": _int(1, "episodes per evaluation (fresh environments in parallel)"),
@@ -301,6 +308,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                           "must have the same length")
     if cfg.render_every_eval and cfg.task == "bandit":
         raise ConfigError("config field 'render_every_eval': task 'bandit' has no physics to render")
+    if cfg.activation_dtype == "bfloat16" and (cfg.sampler != "pallas"
+                                               or cfg.matmul_precision != "bfloat16"):
+        raise ConfigError("config field 'activation_dtype' bfloat16 needs sampler 'pallas' and "
+                          f"matmul_precision 'bfloat16', got {cfg.sampler!r} and "
+                          f"{cfg.matmul_precision!r}")
     if cfg.num_chosen > cfg.num_train_samples:
         raise ConfigError(f"config field 'num_chosen' must be <= num_train_samples "
                           f"({cfg.num_train_samples}), got {cfg.num_chosen}")

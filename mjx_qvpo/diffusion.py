@@ -7,6 +7,7 @@ precision before casting) and stored as float32 arrays in a static ``Schedule``.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -96,12 +97,32 @@ def posterior_step(sched: Schedule, t: int | jax.Array, a_t: jax.Array, eps: jax
     return mean + std * noise
 
 
-def sample(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array, key: jax.Array,
-           num_samples: int, unroll: int = 1) -> jax.Array:
-    """Draw ``num_samples`` actions per state by ancestral sampling: (B, obs) -> (B, K, d).
+SAMPLERS = ("reference", "pallas")
+
+
+def draw_noise(sched: Schedule, key: jax.Array, shape: tuple[int, ...]
+               ) -> tuple[jax.Array, jax.Array]:
+    """The reference sampler's random draws, made up front: a_T (shape) and the noise of every
+    step (T, *shape), index i belonging to step t = T-1-i (docs/algorithm.md section 1).
+
+    The keys are split exactly as ``sample_reference`` splits them and each step's draw is
+    ``normal(keys[i], shape)``, so a sampler fed these arrays sees the reference's random stream.
+    """
+    key_init, key_steps = jax.random.split(key)
+    a_T = jax.random.normal(key_init, shape, jnp.float32)
+    keys = jax.random.split(key_steps, sched.num_steps)
+    noise = jax.vmap(lambda k: jax.random.normal(k, shape, jnp.float32))(keys)
+    return a_T, noise
+
+
+def sample_reference(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array,
+                     key: jax.Array, num_samples: int, unroll: int = 1) -> jax.Array:
+    """Ancestral sampling of docs/algorithm.md section 1 as a ``lax.scan`` over the T steps:
+    (B, obs) -> (B, K, d). The default sampler, and the one the others are tested against.
 
     The state's and each step's share of the first layer are computed once and broadcast over
     the K candidates (see networks.py), which removes most first-layer work at humanoid sizes.
+    Each step draws its own noise inside the scan (no (T, B, K, d) array is materialized).
     """
     batch = obs.shape[:-1]
     shape = (*batch, num_samples, model.action_size)
@@ -119,6 +140,52 @@ def sample(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array, k
     keys = jax.random.split(key_steps, sched.num_steps)
     a_0, _ = jax.lax.scan(step, a_T, (ts, keys), unroll=unroll)
     return jnp.clip(a_0, -1.0, 1.0)
+
+
+def sample_pallas(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array,
+                  key: jax.Array, num_samples: int, *, tile_rows: int | None = None,
+                  bf16_activations: bool = False, **kernel_options) -> jax.Array:
+    """The same ancestral sampler (docs/algorithm.md section 1) as one Pallas kernel over tiles of the
+    B x K candidate rows (see pallas_sampler.py): (B, obs) -> (B, K, d).
+
+    Draws the reference's noise with ``draw_noise`` (same key, same numbers), so it returns the
+    reference's actions up to float32 rounding. Not differentiable. ``kernel_options``
+    (``k_chunk``, ``num_warps``, ``interpret``) go to ``pallas_sampler.denoise_rows``.
+    """
+    from mjx_qvpo import pallas_sampler  # Pallas is imported only when this sampler is chosen
+    batch = obs.shape[:-1]
+    shape = (*batch, num_samples, model.action_size)
+    rows = math.prod(shape[:-1])
+    s_feat = model.state_features(params, obs)[..., None, :]          # (B, 1, H)
+    s_feat = jnp.broadcast_to(s_feat, (*shape[:-1], s_feat.shape[-1])).reshape(rows, -1)
+    t_feat = model.time_features(params, sched.num_steps)             # (T, H)
+    a_T, noise = draw_noise(sched, key, shape)
+    a_0 = pallas_sampler.denoise_rows(
+        model, sched, params, s_feat, t_feat, a_T.reshape(rows, -1),
+        noise.reshape(sched.num_steps, rows, -1),
+        tile_rows=tile_rows or pallas_sampler.DEFAULT_TILE_ROWS,
+        bf16_activations=bf16_activations, **kernel_options)
+    return a_0.reshape(shape)
+
+
+def sample(model: NoiseModel, sched: Schedule, params: Params, obs: jax.Array, key: jax.Array,
+           num_samples: int, unroll: int = 1, sampler: str = "reference",
+           bf16_activations: bool = False) -> jax.Array:
+    """Draw ``num_samples`` actions per state by ancestral sampling (docs/algorithm.md sections 1 and 5):
+    (B, obs) -> (B, K, d). Every draw from the diffusion policy (behavior, evaluation, the
+    policy update's K candidates, the K_t target candidates) goes through here.
+
+    ``sampler`` (config field ``sampler``): "reference", the ``lax.scan`` of ``sample_reference``
+    (``unroll`` is its scan unroll), or "pallas", the fused kernel of ``sample_pallas``; both give
+    the same actions for the same key. ``bf16_activations`` applies to "pallas" in bfloat16
+    matmul mode only.
+    """
+    if sampler == "reference":
+        return sample_reference(model, sched, params, obs, key, num_samples, unroll=unroll)
+    if sampler == "pallas":
+        return sample_pallas(model, sched, params, obs, key, num_samples,
+                             bf16_activations=bf16_activations)
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
 
 
 def vlo_row_losses(model: NoiseModel, sched: Schedule, params: Params, actions: jax.Array,
@@ -147,5 +214,6 @@ def sample_flops(model: NoiseModel, num_rows: int, num_steps: int) -> float:
     return 2.0 * per_row * num_rows * num_steps
 
 
-__all__ = ["BETA_SCHEDULES", "Schedule", "make_schedule", "posterior_step", "sample",
+__all__ = ["BETA_SCHEDULES", "SAMPLERS", "Schedule", "make_schedule", "posterior_step", "sample",
+           "sample_reference", "sample_pallas", "draw_noise",
            "vlo_row_losses", "cosine_betas", "linear_betas", "vp_betas", "sample_flops"]

@@ -127,6 +127,8 @@ def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
         schedule=diffusion.make_schedule(cfg.diffusion_steps, cfg.beta_schedule),
         normalize_observations=cfg.normalize_observations,
         scan_unroll=cfg.scan_unroll,
+        sampler=cfg.sampler,
+        bf16_activations=cfg.activation_dtype == "bfloat16",
     )
 
 

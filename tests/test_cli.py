@@ -153,8 +153,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(capsys, tmp_path, monkeypatc
                           "inverted_pendulum.py")
     assert train.main(["--config", config, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for text in ("env steps        102,400", "chunks           25 of 64 training steps",
-                 "gradient updates 25,088", "update-to-data   0.25",
+    for text in ("env steps        100,032", "log rows         25 of at most 64 training steps",
+                 "gradient updates 24,496", "update-to-data   0.25",
                  "replay buffer    200,000 transitions x 44 bytes = 8,800,000 bytes",
                  "estimate", "rough estimate"):
         assert text in out, text

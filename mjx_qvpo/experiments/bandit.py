@@ -40,7 +40,7 @@ from mjx_qvpo import diffusion
 from mjx_qvpo import cli
 from mjx_qvpo.config import ConfigError, apply_overrides, call_config_function, load_module
 from mjx_qvpo.losses import entropy_coef_schedule
-from mjx_qvpo.networks import NoiseModel
+from mjx_qvpo.networks import MATMUL_MODES, NoiseModel
 from mjx_qvpo.q_transforms import QStats, QTransformParams, get_q_transform
 
 USAGE = ("usage: python -m mjx_qvpo.experiments.bandit --config configs/bandit.py "
@@ -86,6 +86,8 @@ def experiment_config(task_cfg: ml_collections.ConfigDict | None = None
     c.samples_per_epoch = 64            # K: actions drawn per epoch (the rebuttal: 64)
     c.diffusion_steps = task_cfg.diffusion_steps          # T
     c.beta_schedule = task_cfg.beta_schedule
+    # networks.MATMUL_MODES; bfloat16 here measures whether bf16 matmuls change what is learned.
+    c.matmul_precision = task_cfg.matmul_precision
     c.network = ml_collections.ConfigDict(dict(
         actor_hidden=tuple(task_cfg.network.actor_hidden),
         time_dim=task_cfg.network.time_dim,
@@ -141,6 +143,9 @@ def validate_experiment(c: ml_collections.ConfigDict) -> None:
     if not _is_number(c.entropy_coef) or not 0 <= c.entropy_coef <= 1:
         raise ConfigError(f"config field 'entropy_coef' must be a number in [0, 1], "
                           f"got {c.entropy_coef!r}")
+    if c.matmul_precision not in MATMUL_MODES:
+        raise ConfigError(f"config field 'matmul_precision' must be one of {list(MATMUL_MODES)}, "
+                          f"got {c.matmul_precision!r}")
     if c.beta_schedule not in diffusion.BETA_SCHEDULES:
         raise ConfigError(f"config field 'beta_schedule' must be one of "
                           f"{list(diffusion.BETA_SCHEDULES)}, got {c.beta_schedule!r}")
@@ -209,7 +214,7 @@ def make_runner(cfg) -> Runner:
     reward = lambda a: bandit_reward(a, centers, heights, widths)  # noqa: E731
     model = NoiseModel(obs_size=1, action_size=2, hidden=tuple(cfg.network.actor_hidden),
                        time_dim=cfg.network.time_dim, time_hidden=cfg.network.time_hidden,
-                       precision="float32")
+                       precision=cfg.matmul_precision)
     sched = diffusion.make_schedule(cfg.diffusion_steps, cfg.beta_schedule)
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                       optax.adam(cfg.actor_lr, eps=cfg.adam_eps))

@@ -1,0 +1,189 @@
+"""The whole T-step ancestral sampler of docs/algorithm.md section 1 as one Pallas kernel (``sampler="pallas"``).
+
+The reference sampler (``diffusion.sample_reference``) is a ``lax.scan`` over the T denoising steps
+whose body is a handful of small matmuls and elementwise passes; at humanoid size on a GPU every step
+launches several kernels and writes the (rows, 256) activations to memory between them. This kernel
+runs the whole denoising loop on one tile of candidate rows: the tile's actions and activations stay
+on chip across all T steps, and only the weights, the precomputed state and time shares of the first
+layer and the noise are read. It computes the same function as the reference, given the same noise
+(``diffusion.draw_noise`` draws exactly the reference's random stream), which the CPU tests check in
+Pallas interpret mode.
+
+GPU lowering targets the Triton backend: every array a kernel loads is padded to power-of-two sizes
+(rows to a power-of-two tile, feature widths to powers of two >= 16, which ``tl.dot`` also needs).
+Zero padding is exact: padded inputs and weights are 0, Mish(0) = 0, so padded columns stay 0.
+On the CPU the kernel runs in interpret mode (a correctness path, not a fast one).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from mjx_qvpo.networks import NoiseModel, Params, mish
+
+# Rows of candidates per kernel instance. 64 keeps one tile's activations (64 x 256 float32 = 64 KiB)
+# plus one 256 x 256 weight small enough for a GPU's shared memory in bfloat16; tuned on a GPU later.
+DEFAULT_TILE_ROWS = 64
+# Rows of a trunk weight per partial matmul (see _layer_dot); None multiplies by whole weights.
+DEFAULT_K_CHUNK = 64
+
+
+def _pow2(n: int, lo: int = 16) -> int:
+    """Smallest power of two >= max(n, lo): Triton's block sizes must be powers of two and
+    ``tl.dot`` needs every dimension >= 16."""
+    return max(lo, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
+
+
+def _pad2(x: jax.Array, rows: int, cols: int) -> jax.Array:
+    """Zero-pad a 2-D array to (rows, cols)."""
+    return jnp.pad(x, ((0, rows - x.shape[0]), (0, cols - x.shape[1])))
+
+
+def _dot(x: jax.Array, w: jax.Array, mode: str) -> jax.Array:
+    """``networks.matmul`` inside a kernel: the same three precision modes, float32 results.
+    HIGHEST lowers to Triton's IEEE float32 dot, DEFAULT to its TF32 dot."""
+    if mode == "bfloat16":
+        return jnp.dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                       preferred_element_type=jnp.float32)
+    precision = jax.lax.Precision.DEFAULT if mode == "tensorfloat32" else jax.lax.Precision.HIGHEST
+    return jnp.dot(x, w, precision=precision, preferred_element_type=jnp.float32)
+
+
+def _layer_dot(h: jax.Array, w_ref, mode: str, k_chunk: int | None) -> jax.Array:
+    """h @ W with W read from its ref in row chunks of ``k_chunk`` (summed in float32).
+
+    Why: a whole 256 x 256 float32 weight is 256 KiB, more than a GPU's shared memory, if Triton
+    stages it for one dot; chunks of 64 rows are 64 KiB. The split of h into equal power-of-two
+    parts is what Triton's lowering supports. Summing partial products changes the float32
+    rounding order only (tests hold the result to 1e-5 of the reference).
+    """
+    fan_in = h.shape[-1]
+    if k_chunk is None or fan_in <= k_chunk:
+        return _dot(h, w_ref[...], mode)
+    acc = None
+    for p, part in enumerate(jnp.split(h, fan_in // k_chunk, axis=1)):
+        y = _dot(part, w_ref[pl.ds(p * k_chunk, k_chunk), :], mode)
+        acc = y if acc is None else acc + y
+    return acc
+
+
+def _act(h: jax.Array, dtype) -> jax.Array:
+    """Mish of a layer's float32 pre-activation, kept in ``dtype`` between layers.
+
+    With bfloat16 the pre-activation and the result are rounded to bfloat16 (half the on-chip
+    bytes per activation); Mish itself is evaluated in float32 because Triton has no bfloat16
+    division. a_t, the noise and the matmul accumulators stay float32 in every mode.
+    """
+    if dtype == jnp.float32:
+        return mish(h)
+    return mish(h.astype(dtype).astype(jnp.float32)).astype(dtype)
+
+
+def _step_constants(sched) -> list[tuple[float, float, float, float, float]]:
+    """Per-step scalars (sqrt(1/abar), sqrt(1/abar - 1), c1, c2, sigma) as Python floats of the
+    schedule's float32 values, so the kernel multiplies by exactly the reference's constants.
+    sigma is exp(0.5 log var) in float32 (the reference computes it the same way at run time)."""
+    sigma = np.exp(np.float32(0.5) * sched.posterior_log_variance_clipped.astype(np.float32))
+    return [(float(sched.sqrt_recip_alphas_cumprod[t]), float(sched.sqrt_recipm1_alphas_cumprod[t]),
+             float(sched.posterior_mean_coef1[t]), float(sched.posterior_mean_coef2[t]),
+             float(sigma[t])) for t in range(sched.num_steps)]
+
+
+def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activations,
+            k_chunk):
+    """One tile of rows through all T denoising steps (docs/algorithm.md section 1).
+
+    Refs: a_T (tile, d), noise (T, tile, d), state share (tile, H0), time shares (T, H0),
+    w_a (d, H0), then (w, b) of each trunk layer, then the output (tile, d). The step loop is
+    unrolled in Python (T is static, about 20): each step's schedule constants become literals and
+    each step reads its noise and time share at a static index.
+    """
+    *layer_refs, out_ref = refs
+    layers = list(zip(layer_refs[0::2], layer_refs[1::2]))
+    num_steps = len(consts)
+    act_dtype = jnp.bfloat16 if bf16_activations else jnp.float32
+    a = a_ref[...]
+    s = s_ref[...]
+    for i in range(num_steps):
+        t = num_steps - 1 - i
+        sr, srm1, c1, c2, sigma = consts[t]
+        # Same association as the reference: (a W_a) + (state share + time share).
+        h = _dot(a, wa_ref[...], mode) + (s + tf_ref[t][None, :])
+        h = _act(h, act_dtype)
+        for j, (w_ref, b_ref) in enumerate(layers):
+            h = _layer_dot(h, w_ref, mode, k_chunk) + b_ref[...]
+            if j < len(layers) - 1:
+                h = _act(h, act_dtype)
+        h = h.astype(jnp.float32)
+        a0 = jnp.clip(sr * a - srm1 * h, -1.0, 1.0)
+        mean = c1 * a0 + c2 * a
+        # The reference adds sigma_0 * z = 0 * z at t = 0; adding nothing is the same number.
+        a = mean + sigma * z_ref[i] if t > 0 else mean
+    out_ref[...] = jnp.clip(a, -1.0, 1.0)
+
+
+def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_feat: jax.Array,
+                 a_T: jax.Array, noise: jax.Array, *, tile_rows: int = DEFAULT_TILE_ROWS,
+                 interpret: bool | None = None, bf16_activations: bool = False,
+                 num_warps: int = 4, k_chunk: int | None = DEFAULT_K_CHUNK) -> jax.Array:
+    """Ancestral sampling of docs/algorithm.md section 1 for R independent rows with given noise.
+
+    ``s_feat`` (R, H0) is each row's state share of the first layer (bias included), ``t_feat``
+    (T, H0) the time embedding's share per step, ``a_T`` (R, d) the initial noise and ``noise``
+    (T, R, d) the noise of each step in the reference's order (index i is step t = T-1-i).
+    Returns a_0 clipped to [-1, 1], (R, d). Not differentiable (sampled actions never are in QVPO:
+    the policy update stops their gradient), so the inputs are stop-gradiented.
+    ``interpret`` defaults to True off the GPU. ``bf16_activations`` (bfloat16 matmul mode only)
+    keeps activations between layers in bfloat16, not only matmul operands.
+    """
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    s_feat, t_feat, a_T, noise, params = jax.lax.stop_gradient((s_feat, t_feat, a_T, noise, params))
+    rows, d = a_T.shape
+    num_steps = sched.num_steps
+    widths = [s_feat.shape[-1], *model.hidden[1:], d]
+    padded = [_pow2(w) for w in widths]
+    dp, h0 = _pow2(d), padded[0]
+    tile = min(_pow2(tile_rows, lo=16), _pow2(rows))
+    rows_p = tile * math.ceil(rows / tile)
+
+    a_in = _pad2(a_T, rows_p, dp)
+    z_in = jnp.pad(noise, ((0, 0), (0, rows_p - rows), (0, dp - d)))
+    s_in = _pad2(s_feat, rows_p, h0)
+    tf_in = _pad2(t_feat, num_steps, h0)
+    wa_in = _pad2(params["first"]["w_a"], dp, h0)
+    layer_in = []
+    for layer, fan_in, fan_out in zip(params["trunk"], padded[:-1], padded[1:]):
+        layer_in += [_pad2(layer["w"], fan_in, fan_out), _pad2(layer["b"][None, :], 1, fan_out)]
+
+    full = lambda shape: pl.BlockSpec(shape, lambda i: (0,) * len(shape))  # noqa: E731
+    in_specs = [pl.BlockSpec((tile, dp), lambda i: (i, 0)),
+                pl.BlockSpec((num_steps, tile, dp), lambda i: (0, i, 0)),
+                pl.BlockSpec((tile, h0), lambda i: (i, 0)),
+                full(tf_in.shape), full(wa_in.shape)] + [full(x.shape) for x in layer_in]
+    kernel = functools.partial(_kernel, consts=_step_constants(sched), mode=model.precision,
+                               k_chunk=None if k_chunk is None else _pow2(k_chunk),
+                               bf16_activations=bf16_activations and model.precision == "bfloat16")
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((rows_p, dp), jnp.float32),
+        grid=(rows_p // tile,),
+        in_specs=in_specs,
+        out_specs=pl.BlockSpec((tile, dp), lambda i: (i, 0)),
+        interpret=interpret,
+        name="qvpo_sampler",   # the kernel's name in profiles (profiling.py classes it by this)
+        # Triton, not the Mosaic GPU backend that recent JAX picks by default: this kernel is
+        # written for Triton's model (one program per tile, whole blocks as values).
+        compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps),
+    )(a_in, z_in, s_in, tf_in, wa_in, *layer_in)
+    return out[:rows, :d]
+
+
+__all__ = ["DEFAULT_TILE_ROWS", "DEFAULT_K_CHUNK", "denoise_rows"]

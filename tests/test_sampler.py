@@ -1,0 +1,170 @@
+"""The sampler interface (issue 11): the fused Pallas sampler computes the reference sampler's
+function (docs/algorithm.md section 1) given the same key, and every draw of the learner goes through the
+configured sampler. On the CPU the kernel runs in Pallas interpret mode."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mjx_qvpo import acting, diffusion
+from mjx_qvpo.config import ConfigError, apply_overrides, base_config, validate
+from mjx_qvpo.losses import LossConfig, Transition, make_losses
+from mjx_qvpo.networks import Critic, NoiseModel
+from mjx_qvpo.q_transforms import QStats
+
+
+def _model(obs, act, hidden, precision="float32"):
+    return NoiseModel(obs, act, hidden, 8, 16, precision)
+
+
+def test_draw_noise_is_the_reference_stream():
+    """A plain loop of posterior steps fed ``draw_noise`` reproduces ``sample_reference``."""
+    sched = diffusion.make_schedule(4)
+    model = _model(3, 2, (16, 16))
+    params = model.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    key = jax.random.PRNGKey(2)
+    a, noise = diffusion.draw_noise(sched, key, (4, 5, 2))
+    assert noise.shape == (4, 4, 5, 2)
+    for i, t in enumerate(range(3, -1, -1)):
+        eps = model.apply(params, a, jnp.full((4, 5), t), obs[:, None, :].repeat(5, 1), 4)
+        a = diffusion.posterior_step(sched, t, a, eps, noise[i])
+    ref = diffusion.sample_reference(model, sched, params, obs, key, 5)
+    np.testing.assert_allclose(jnp.clip(a, -1, 1), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("obs, act, hidden, batch, k, steps, tile", [
+    (7, 17, (32, 24, 32), 5, 3, 5, 16),    # 15 rows in one padded tile; widths padded to 32
+    (4, 6, (64, 64), 9, 8, 6, 16),         # 72 rows: 4 full tiles and a padded fifth
+    (2, 1, (20,), 3, 4, 20, 64),           # act 1, T = 20, a single layer trunk
+    (3, 17, (128, 128), 4, 4, 3, 16),      # fan-in 128: trunk matmuls in two 64-row chunks
+])
+def test_pallas_sampler_equals_reference(obs, act, hidden, batch, k, steps, tile):
+    sched = diffusion.make_schedule(steps)
+    model = _model(obs, act, hidden)
+    params = model.init(jax.random.PRNGKey(0))
+    states = jax.random.normal(jax.random.PRNGKey(1), (batch, obs))
+    key = jax.random.PRNGKey(3)
+    ref = diffusion.sample_reference(model, sched, params, states, key, k)
+    got = diffusion.sample_pallas(model, sched, params, states, key, k, tile_rows=tile)
+    assert got.shape == (batch, k, act)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    # The draws really are random (padding rows did not leak zeros into the result).
+    assert float(jnp.std(got)) > 0.05
+
+
+def test_pallas_sampler_under_jit_and_vmap():
+    """The bandit experiment vmaps the learner over seeds; the kernel batches like the scan."""
+    sched = diffusion.make_schedule(3)
+    model = _model(2, 3, (16, 16))
+    params = jax.vmap(model.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 2))
+    keys = jax.random.split(jax.random.PRNGKey(2), 2)
+    f = lambda s: jax.jit(jax.vmap(  # noqa: E731
+        lambda p, o, kk: diffusion.sample(model, sched, p, o, kk, 5, sampler=s)))
+    np.testing.assert_allclose(f("pallas")(params, obs, keys), f("reference")(params, obs, keys),
+                               atol=1e-5)
+
+
+def _nets(sampler, precision="float32", bf16_activations=False):
+    return acting.QVPONetworks(_model(3, 2, (16, 16), precision), Critic(3, 2, (16, 16), precision),
+                               diffusion.make_schedule(4), sampler=sampler,
+                               bf16_activations=bf16_activations)
+
+
+def test_best_of_k_is_the_same_through_either_sampler():
+    ref, fast = _nets("reference"), _nets("pallas")
+    ap = ref.actor.init(jax.random.PRNGKey(0))
+    cp = ref.critic.init(jax.random.PRNGKey(1))
+    obs = jax.random.normal(jax.random.PRNGKey(2), (6, 3))
+    key = jax.random.PRNGKey(3)
+    a_ref, q_ref = acting.best_of_k(ref, ap, cp, obs, key, 5)
+    a_fast, q_fast = acting.best_of_k(fast, ap, cp, obs, key, 5)
+    np.testing.assert_allclose(a_fast, a_ref, atol=1e-5)
+    np.testing.assert_allclose(q_fast, q_ref, atol=1e-5)
+    policy = acting.make_inference_fn(fast, 5)((ap, cp, None))   # evaluation goes through it too
+    np.testing.assert_allclose(policy(obs, key), a_ref, atol=1e-5)
+
+
+def test_losses_and_gradients_through_the_pallas_sampler():
+    """K candidates and K_t targets come from the configured sampler; the policy gradient (which
+    never flows through sampled actions) is the same."""
+    ref, fast = _nets("reference"), _nets("pallas")
+    cfg = LossConfig(num_train_samples=4, num_target_samples=3, num_entropy_samples=2)
+    ap = ref.actor.init(jax.random.PRNGKey(0))
+    cp = ref.critic.init(jax.random.PRNGKey(1))
+    obs = jax.random.normal(jax.random.PRNGKey(2), (5, 3))
+    batch = Transition(obs, jnp.zeros((5, 2)) + 0.2, jnp.ones(5), obs[::-1], jnp.zeros(5))
+    key = jax.random.PRNGKey(4)
+    out = {}
+    for name, nets in (("ref", ref), ("fast", fast)):
+        critic_loss, actor_loss = make_losses(nets, cfg)
+        c = jax.value_and_grad(critic_loss, has_aux=True)(cp, ap, cp, batch, key)
+        a = jax.value_and_grad(actor_loss, has_aux=True)(ap, cp, batch, jnp.float32(0.01),
+                                                         QStats.create(), key)
+        out[name] = (c[0][0], c[1], a[0][0], a[1])
+    for x, y in zip(jax.tree.leaves(out["fast"]), jax.tree.leaves(out["ref"])):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_pallas_sampler_in_bfloat16():
+    """bfloat16 matmuls: the kernel matches the reference's bfloat16 mode; bfloat16 activations
+    stay within bfloat16 rounding of the float32 sampler."""
+    sched = diffusion.make_schedule(5)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    key = jax.random.PRNGKey(2)
+    f32 = _model(4, 6, (32, 32))
+    bf16 = _model(4, 6, (32, 32), "bfloat16")
+    params = f32.init(jax.random.PRNGKey(0))
+    exact = diffusion.sample_reference(f32, sched, params, obs, key, 8)
+    ref16 = diffusion.sample_reference(bf16, sched, params, obs, key, 8)
+    fast16 = diffusion.sample_pallas(bf16, sched, params, obs, key, 8)
+    act16 = diffusion.sample_pallas(bf16, sched, params, obs, key, 8, bf16_activations=True)
+    np.testing.assert_allclose(fast16, ref16, atol=1e-4)
+    for approx in (ref16, act16):
+        err = float(jnp.max(jnp.abs(approx - exact)))
+        assert 0 < err < 0.05, err
+    assert float(jnp.max(jnp.abs(act16 - fast16))) > 0   # activations really were rounded
+
+
+def test_sampler_config_fields():
+    cfg = base_config()
+    assert cfg.sampler == "reference" and cfg.activation_dtype == "float32"
+    validate(apply_overrides(cfg, {"sampler": "pallas"}))
+    with pytest.raises(ConfigError, match="'sampler' must be one of"):
+        validate(apply_overrides(cfg, {"sampler": "triton"}))
+    with pytest.raises(ConfigError, match="'activation_dtype' bfloat16 needs sampler 'pallas'"):
+        validate(apply_overrides(cfg, {"activation_dtype": "bfloat16"}))
+    validate(apply_overrides(cfg, {"activation_dtype": "bfloat16", "sampler": "pallas",
+                                   "matmul_precision": "bfloat16"}))
+    from mjx_qvpo.config import resolve
+    from mjx_qvpo.training import make_networks
+    nets = make_networks(resolve(apply_overrides(cfg, {
+        "sampler": "pallas", "matmul_precision": "bfloat16", "activation_dtype": "bfloat16"})),
+        3, 2)
+    assert nets.sampler == "pallas" and nets.bf16_activations   # the trainer's networks use it
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        diffusion.sample(_model(2, 2, (16,)), diffusion.make_schedule(2), None, jnp.zeros((1, 2)),
+                         jax.random.PRNGKey(0), 1, sampler="fast")
+
+
+@pytest.mark.parametrize("precision, bf16_activations", [
+    ("float32", False), ("tensorfloat32", False), ("bfloat16", False), ("bfloat16", True)])
+def test_pallas_kernel_lowers_to_triton(precision, bf16_activations):
+    """No GPU here, but JAX lowers for CUDA on any host: the kernel at humanoid size (act 17,
+    3 x 256, T = 20, 16,384 rows) passes the Pallas Triton lowering (power-of-two blocks, dot
+    shapes, dtypes). Triton's own compilation (shared memory, registers) needs the GPU."""
+    from mjx_qvpo import pallas_sampler
+    sched = diffusion.make_schedule(20)
+    model = NoiseModel(244, 17, (256, 256, 256), 32, 256, precision)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    rows, f32 = 256 * 64, jnp.float32
+
+    def run(params, s_feat, t_feat, a_T, noise):
+        return pallas_sampler.denoise_rows(model, sched, params, s_feat, t_feat, a_T, noise,
+                                           interpret=False, bf16_activations=bf16_activations)
+    args = (params, jax.ShapeDtypeStruct((rows, 256), f32), jax.ShapeDtypeStruct((20, 256), f32),
+            jax.ShapeDtypeStruct((rows, 17), f32), jax.ShapeDtypeStruct((20, rows, 17), f32))
+    text = jax.jit(run).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    assert "__gpu$xla.gpu.triton" in text or "triton" in text.lower()
