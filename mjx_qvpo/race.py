@@ -251,14 +251,62 @@ def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarra
     return np.where((idx >= 0) & (grid <= x[-1] * 1.0001), vals, np.nan)
 
 
-def summarize(result: dict) -> dict:
-    """Return at the budget (each seed's last evaluation), mean, std and env steps reached."""
+def first_reaching(points: list[dict], target: float) -> dict | None:
+    """The first evaluation whose return is at least ``target`` (None if none is)."""
+    return next((p for p in points if p["return"] >= target), None)
+
+
+def summarize(result: dict, target: float | None = None) -> dict:
+    """Return at the budget (each seed's last evaluation), mean, std and env steps reached; with
+    ``target``, each seed's training time and env steps at its first evaluation at or above it
+    (None where it never got there)."""
     finals = [pts[-1] for pts in result["seeds"].values()]
     r = np.array([p["return"] for p in finals])
-    return {"final_return_per_seed": r.round(1).tolist(), "final_return_mean": float(r.mean()),
-            "final_return_std": float(r.std()),
-            "final_train_s": [round(p["train_s"], 1) for p in finals],
-            "final_env_steps": [p["env_steps"] for p in finals]}
+    out = {"final_return_per_seed": r.round(1).tolist(), "final_return_mean": float(r.mean()),
+           "final_return_std": float(r.std()),
+           "final_train_s": [round(p["train_s"], 1) for p in finals],
+           "final_env_steps": [p["env_steps"] for p in finals]}
+    if target is not None:
+        hits = [first_reaching(pts, target) for pts in result["seeds"].values()]
+        out.update(target=target,
+                   time_to_target_s=[None if h is None else round(h["train_s"], 1) for h in hits],
+                   env_steps_to_target=[None if h is None else h["env_steps"] for h in hits])
+    return out
+
+
+def write_report(race: dict, out: str, target: float | None = None) -> str:
+    """Summaries into ``race`` (with ``target``: time to reach it), ``race.md`` (one row per
+    learner) and ``race.png`` in ``out``; returns the Markdown."""
+    learners = [k for k in ("qvpo", "sac") if k in race]
+    for name in learners:
+        race[name]["summary"] = summarize(race[name], target)
+    head = ("| learner | return at the budget (mean +- std) | per seed | training s at the last "
+            "evaluation | env steps then | compile s |")
+    rows = [head, "|---|---|---|---|---|---|"]
+    if target is not None:
+        rows[0] += f" training s to reach {target:g} | env steps then |"
+        rows[1] += "---|---|"
+    for name in learners:
+        s = race[name]["summary"]
+        row = (f"| {'QVPO' if name == 'qvpo' else 'Brax SAC'} | {s['final_return_mean']:,.0f} +- "
+               f"{s['final_return_std']:,.0f} | {', '.join(f'{x:,.0f}' for x in s['final_return_per_seed'])} | "
+               f"{', '.join(f'{x:.0f}' for x in s['final_train_s'])} | "
+               f"{', '.join(f'{x:,}' for x in s['final_env_steps'])} | {race[name]['compile_s']:.0f} |")
+        if target is not None:
+            fmt = lambda xs, f: ", ".join("never" if x is None else f.format(x) for x in xs)  # noqa
+            row += (f" {fmt(s['time_to_target_s'], '{:.0f}')} | "
+                    f"{fmt(s['env_steps_to_target'], '{:,}')} |")
+        rows.append(row)
+    text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
+            f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
+            f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
+            + "\n".join(rows) + "\n")
+    with open(os.path.join(out, "race.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "race.json"), "w") as f:
+        json.dump(race, f, indent=1)
+    plot_race(race, os.path.join(out, "race.png"))
+    return text
 
 
 def plot_race(race: dict, path: str) -> None:
@@ -305,12 +353,12 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p = ArgumentParser(prog="python -m mjx_qvpo.race", description=__doc__.split("\n\n")[1],
                        example="python -m mjx_qvpo.race --config configs/inverted_double_pendulum"
                                ".py --budget-s 300 --seeds 3 --out runs/race/idp")
-    p.add_argument("--config", required=True,
+    p.add_argument("--config",
                    help="QVPO config file (configs/<task>.py); --config.FIELD=VALUE overrides a "
                         "field of it, --sac.FIELD=VALUE a SAC setting")
     p.add_argument("--seed", type=int, default=None,
                    help="first seed (same as --config.seed); seeds S, S+1, ... are raced")
-    p.add_argument("--budget-s", type=float, required=True,
+    p.add_argument("--budget-s", type=float,
                    help="seconds of training wall-clock per learner and seed")
     p.add_argument("--seeds", type=int, default=1, help="seeds per learner, from config.seed on")
     p.add_argument("--out", default=None, help="output directory (default runs/race/<task>)")
@@ -320,6 +368,12 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--vmap-seeds", action="store_true",
                    help="train QVPO's seeds as one vmapped batch sharing the budget")
     p.add_argument("--no-sac", action="store_true", help="QVPO only (no baseline)")
+    p.add_argument("--target", type=float, default=None,
+                   help="also report each seed's training time to its first evaluation return "
+                        "at or above this value")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: rewrite race.md and race.png from OUT/race.json "
+                        "(e.g. with another --target)")
     config_over, sac_over, rest = {}, {}, []
     args = list(argv)
     while args:
@@ -338,6 +392,13 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         else:
             rest.append(a)
     ns = p.parse_args(rest)
+    if ns.report:
+        if ns.out is None:
+            raise ConfigError("--report needs --out DIR (the race directory to report on)")
+        return ns, config_over, sac_over
+    for flag, value in (("--config", ns.config), ("--budget-s", ns.budget_s)):
+        if value is None:
+            raise ConfigError(f"the following arguments are required: {flag} (see --help)")
     if ns.seed is not None:
         config_over[CONFIG_ALIASES["--seed"]] = ns.seed
     if ns.budget_s <= 0:
@@ -355,6 +416,13 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         ns, config_over, sac_over = parse_cli(argv)
+        if ns.report:
+            path = os.path.join(ns.out, "race.json")
+            if not os.path.exists(path):
+                raise ConfigError(f"--report: {path} does not exist")
+            with open(path) as f:
+                log(write_report(json.load(f), ns.out, ns.target))
+            return 0
         cfg = resolve(load_run_config(ns.config, config_over))
         settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
     except ConfigError as e:
@@ -393,13 +461,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
                               cfg.num_eval_envs, log)
         race["sac"]["summary"] = summarize(race["sac"])
         save()
-    for name in [k for k in ("qvpo", "sac") if k in race]:
-        s = race[name]["summary"]
-        log(f"{name}: return at the budget {s['final_return_mean']:.1f} +- "
-            f"{s['final_return_std']:.1f} (per seed {s['final_return_per_seed']}), env steps "
-            f"{s['final_env_steps']}, compile {race[name]['compile_s']:.1f} s")
-    plot_race(race, os.path.join(out, "race.png"))
-    log(f"wrote {out}/race.json and race.png")
+    log(write_report(race, out, ns.target))
+    log(f"wrote {out}/race.json, race.md and race.png")
     return 0
 
 

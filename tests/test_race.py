@@ -20,6 +20,7 @@ def test_cli_splits_race_flags_and_both_override_kinds():
 
 @pytest.mark.parametrize("args, message", [
     (["--config", "configs/inverted_pendulum.py"], "--budget-s"),
+    (["--budget-s", "5"], "--config"),
     (["--config", "configs/inverted_pendulum.py", "--budget-s", "0"], "--budget-s must be > 0"),
     (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--seeds", "0"],
      "--seeds must be >= 1"),
@@ -70,6 +71,23 @@ def test_summary_and_plot(tmp_path):
     assert (tmp_path / "race.png").stat().st_size > 10_000
 
 
+def test_time_to_target_and_report_from_a_saved_race(tmp_path, capsys):
+    r = _fake_race(tmp_path)
+    r.update(command="python -m mjx_qvpo.race ...", seeds=[0, 1], num_eval_envs=8,
+             episode_length=1000)
+    r["qvpo"]["compile_s"] = r["sac"]["compile_s"] = 1.0
+    s = race.summarize(r["qvpo"], target=20.0)
+    assert s["time_to_target_s"] == [10.0, 5.0] and s["env_steps_to_target"] == [1000, 500]
+    assert race.summarize(r["sac"], target=20.0)["time_to_target_s"] == [None]
+    (tmp_path / "race.json").write_text(json.dumps(r))
+    assert race.main(["--report", "--out", str(tmp_path), "--target", "20"]) == 0
+    md = (tmp_path / "race.md").read_text()
+    assert "| QVPO | 30 +- 10 | 20, 40 |" in md and "| 10, 5 | 1,000, 500 |" in md
+    assert "| Brax SAC |" in md and "never" in md
+    assert (tmp_path / "race.png").exists()
+    assert json.loads((tmp_path / "race.json").read_text())["qvpo"]["summary"]["target"] == 20.0
+
+
 @pytest.mark.slow
 def test_a_short_race_writes_both_curves(tmp_path):
     """Both learners train on inverted_pendulum for a few seconds each and are evaluated on the
@@ -85,4 +103,4 @@ def test_a_short_race_writes_both_curves(tmp_path):
         assert all(b["env_steps"] > a["env_steps"] for a, b in zip(pts, pts[1:]))
         assert pts[-1]["train_s"] > 2.0 and r[name]["compile_s"] > 0
         assert all(0.0 <= p["return"] <= 200.0 for p in pts)
-    assert (out / "race.png").stat().st_size > 10_000
+    assert (out / "race.png").stat().st_size > 10_000 and (out / "race.md").exists()
