@@ -84,6 +84,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def pop_override(arg: str, rest: list[str], prefix: str) -> tuple[str, Any]:
+    """``--PREFIX.NAME=VALUE`` (or ``--PREFIX.NAME VALUE``, taking VALUE from the front of
+    ``rest``) -> (NAME, parsed VALUE)."""
+    body = arg[len(prefix):]
+    if "=" in body:
+        name, value = body.split("=", 1)
+    elif rest:
+        name, value = body, rest.pop(0)
+    else:
+        raise ConfigError(f"{arg}: missing value")
+    return name, parse_value(value)
+
+
 def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "overwrite"),
                usage: str = "", aliases: Mapping[str, str] | None = None
                ) -> tuple[str, dict[str, Any], dict[str, bool]]:
@@ -101,14 +114,8 @@ def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "over
         elif a.startswith("--config="):
             path = a.split("=", 1)[1]
         elif a.startswith("--config."):
-            body = a[len("--config."):]
-            if "=" in body:
-                name, value = body.split("=", 1)
-            elif args:
-                name, value = body, args.pop(0)
-            else:
-                raise ConfigError(f"{a}: missing value")
-            overrides[name] = parse_value(value)
+            name, value = pop_override(a, args, "--config.")
+            overrides[name] = value
         elif flag in aliases:
             if not eq and not args:
                 raise ConfigError(f"{flag}: missing value")

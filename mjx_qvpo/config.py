@@ -64,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_eval_samples = 32
     c.num_entropy_samples = 10
     c.entropy_coef = 0.02
+    c.entropy_anneal_env_steps = 0   # 0: the run's total_env_steps, as in the paper
     c.q_transform = "qadv"
     c.q_transform_params = ml_collections.ConfigDict(dict(
         q_neg=0.0, beta=1.0, cut=0.0, stats_rate=1e-3))
@@ -217,9 +218,12 @@ SCHEMA: dict[str, Field] = {
                                 "policies"),
     "num_entropy_samples": _int(0, "N_e: uniform actions per state in the entropy term"),
     "entropy_coef": _float(0.0, "omega, annealed over the run (section 4); 0 switches the "
-                                "entropy term off. The anneal horizon is total_env_steps at the "
-                                "run's first start, kept in the training state, so a resume with "
-                                "a longer budget continues the same schedule", hi=1.0),
+                                "entropy term off. The anneal horizon (entropy_anneal_env_steps, or "
+                                "total_env_steps at the run's first start) is kept in the "
+                                "training state, so a resume with a longer budget continues the "
+                                "same schedule", hi=1.0),
+    "entropy_anneal_env_steps": _int(0, "env steps over which omega anneals to its floor; 0: "
+                                        "total_env_steps at the run's first start"),
     "q_transform": _choice(tuple(Q_TRANSFORMS), "Q-to-weight transform of the policy loss "
                                                 "(section 3)"),
     "q_transform_params.q_neg": _float(-math.inf, "qrelu: w = max(Q + q_neg, 0)"),

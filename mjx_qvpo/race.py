@@ -348,7 +348,7 @@ def plot_race(race: dict, path: str) -> None:
 # ------------------------------------------------------------------------------ command line
 def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     """Race flags plus ``--config.FIELD=VALUE`` (QVPO) and ``--sac.FIELD=VALUE`` overrides."""
-    from mjx_qvpo.cli import CONFIG_ALIASES, ArgumentParser, parse_value
+    from mjx_qvpo.cli import CONFIG_ALIASES, ArgumentParser, pop_override
 
     p = ArgumentParser(prog="python -m mjx_qvpo.race", description=__doc__.split("\n\n")[1],
                        example="python -m mjx_qvpo.race --config configs/inverted_double_pendulum"
@@ -380,14 +380,8 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         a = args.pop(0)
         for prefix, target in (("--config.", config_over), ("--sac.", sac_over)):
             if a.startswith(prefix):
-                body = a[len(prefix):]
-                if "=" in body:
-                    name, value = body.split("=", 1)
-                elif args:
-                    name, value = body, args.pop(0)
-                else:
-                    raise ConfigError(f"{a}: missing value")
-                target[name] = parse_value(value)
+                name, value = pop_override(a, args, prefix)
+                target[name] = value
                 break
         else:
             rest.append(a)

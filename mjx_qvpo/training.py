@@ -109,6 +109,12 @@ class EpisodeWindow:
                 jnp.where(filled > 0, jnp.sum(self.lengths * mask) / denom, nan))
 
 
+def entropy_horizon(cfg) -> int:
+    """Env steps over which omega anneals (docs/algorithm.md section 4): ``entropy_anneal_env_steps``,
+    or the run's ``total_env_steps`` when that is 0 (the paper's schedule)."""
+    return cfg.entropy_anneal_env_steps or cfg.total_env_steps
+
+
 def legacy_defaults(saved_total_env_steps: int) -> dict[str, Any]:
     """Values for state fields that checkpoints written before they existed lack (path prefix ->
     fill value): an empty episode window, and the anneal horizon the old code used, the run's
@@ -238,7 +244,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
             env_steps=jnp.zeros((), jnp.int32),
             updates=jnp.zeros((), jnp.int32),
             episode_window=EpisodeWindow.create(cfg.return_window),
-            entropy_horizon=jnp.asarray(cfg.total_env_steps, jnp.int32))
+            entropy_horizon=jnp.asarray(entropy_horizon(cfg), jnp.int32))
 
     def make_update(axis_on: bool):
         mean = pmean if axis_on else (lambda t: t)

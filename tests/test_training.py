@@ -250,3 +250,11 @@ def test_training_return_is_finite_while_episodes_span_chunks():
             assert np.isnan(float(m["train/episode_return"]))
     assert seen > 0 and quiet_but_finite > 0
     assert trainer.trace_count() == 1
+
+
+def test_entropy_schedule_horizon_is_the_budget_unless_set():
+    """omega anneals over total_env_steps by default (docs/algorithm.md section 4), or over
+    entropy_anneal_env_steps when that is set; the horizon lives in the state."""
+    init = lambda cfg: jax.jit(make_trainer(cfg).init)(jax.random.PRNGKey(0))  # noqa: E731
+    assert int(init(bandit_cfg()).entropy_horizon) == 4096
+    assert int(init(bandit_cfg(entropy_anneal_env_steps=1000)).entropy_horizon) == 1000
