@@ -22,9 +22,10 @@ Protocol (the same for both learners):
 * **Settings.** QVPO: the config file and overrides. SAC: the best settings known for that task
   (``SAC_SETTINGS``, printed and saved), overridable with ``--sac.FIELD=VALUE``.
 
-Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed)
-and ``DIR/race.png`` (return against training wall-clock and against env steps, mean and min-max
-band over seeds).
+Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed),
+``DIR/race.md`` (return at the budget, env steps, compile times and, with ``--target R``, each
+seed's training time to a return of R) and ``DIR/race.png`` (return against training wall-clock
+and against env steps, mean and min-max band over seeds).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -426,6 +428,20 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     os.makedirs(out, exist_ok=True)
     # SAC's compiled programs come from this cache in its timed runs (see run_sac).
     cache = tempfile.mkdtemp(prefix="mjx_qvpo_race_cache_")
+    previous = {k: getattr(jax.config, k) for k in (
+        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes")}
+    try:
+        return _race(ns, cfg, settings, argv, out, cache, log)
+    finally:  # leave the process's cache settings as they were
+        for k, v in previous.items():
+            jax.config.update(k, v)
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None]) -> int:
+    """Both learners' runs and the report (``main`` after validation), with SAC's compiled
+    programs kept in the fresh cache directory ``cache``."""
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
