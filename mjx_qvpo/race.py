@@ -462,14 +462,13 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
         with open(os.path.join(out, "race.json"), "w") as f:
             json.dump(race, f, indent=1)
 
+    # Curves are saved after each learner, so a failed run keeps them (--report redraws).
     race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
-    race["qvpo"]["summary"] = summarize(race["qvpo"])
     save()
     if settings is not None:
         race["sac"] = run_sac(cfg.task, settings, seeds, ns.budget_s,
                               derive(cfg).env_steps_per_chunk, cfg.episode_length,
                               cfg.num_eval_envs, log)
-        race["sac"]["summary"] = summarize(race["sac"])
         save()
     log(write_report(race, out, ns.target))
     log(f"wrote {out}/race.json, race.md and race.png")

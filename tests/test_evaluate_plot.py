@@ -33,7 +33,7 @@ def test_evaluate_cli_prints_and_writes_the_statistics(run_cli, tiny_run, tmp_pa
     assert s["return_mean"] == pytest.approx(returns.mean())
     assert s["return_std"] == pytest.approx(returns.std())
     assert (s["return_min"], s["return_max"]) == (returns.min(), returns.max())
-    assert f"over 3 episodes" in r.stdout and f"{s['return_mean']:.6g}" in r.stdout
+    assert "over 3 episodes" in r.stdout and f"{s['return_mean']:.6g}" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,7 +2,6 @@
 single run, and both command lines write their outputs or reject bad input with exit status 2."""
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from mjx_qvpo import race
-from mjx_qvpo.config import ConfigError
 
 
 def test_cli_splits_race_flags_and_both_override_kinds():
