@@ -15,6 +15,13 @@
   (``log_every_env_steps`` / N training steps).
 * ``evaluate(state, key) -> metrics``: best-of-K_eval on ``num_eval_envs`` environments.
 
+These are built from named stages, each a module-level ``make_*`` function that returns a pure
+function of the ``TrainingState`` (the way Brax's SAC separates its SGD step, training step and
+epoch): ``make_sgd_step`` (one gradient update), ``make_learner_step`` (U of them on fresh
+batches), ``make_collect_step`` (acting, physics, buffer, statistics), ``make_training_step``
+(collect, then learn after warm-up), ``make_run_steps`` (the loop) and ``make_evaluate``.
+``make_trainer`` composes them and adds the device plumbing (``DeviceAxis``, ``shard_map``).
+
 Everything a run owns is one ``TrainingState`` pytree, so checkpoints save it whole.
 """
 
@@ -178,127 +185,139 @@ class Trainer:
     num_devices: int = 1
     mesh: Any = None
     shardings: Any = None
+    # The two stages of a training step on one device, to run, test or benchmark alone
+    # (``update`` above is the learner's single sgd_step).
+    collect_step: Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]] | None = None
+    learner_step: Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]] | None = None
 
 
 # Fields of TrainingState split over devices, and the dimension that is split: the environments'
 # axis of every environment-state leaf and of the buffer's (S, N, ...) storage.
 SHARDED_FIELDS = {"env_state": 0, "buffer": 1}
 
+# The per-training-step metrics of the collection stage (summed over a call by ``run_steps``).
+STEP_METRICS = ("episodes", "reward_mean", "updated")
 
-def make_trainer(cfg, single_device: bool = False) -> Trainer:
-    """Build the pure training functions for a validated config (nothing is compiled here).
 
-    ``single_device=True`` ignores ``cfg.num_devices`` (for tools that vmap the chunk over seeds,
-    or evaluate and render a run on one device whatever it was trained on).
+@dataclasses.dataclass(frozen=True)
+class DeviceAxis:
+    """How a stage combines values over the devices of a data-parallel run: ``name`` is the mesh
+    axis inside ``shard_map``, or None on one device, where every reduction is the identity."""
+    name: str | None = None
 
-    With more than one device (``cfg.num_devices``, over all processes) the chunk runs data-parallel
-    under ``jax.shard_map``: each device steps N / D environments, stores them in its block of the
-    buffer, samples B / D transitions from it, and gradients, normalizer statistics and metrics
-    are averaged over the devices (docs/algorithm.md section 7, scaled out).
-    """
-    env = make_env(cfg)
-    obs_size, act_size = env.observation_size, env.action_size
-    nets = make_networks(cfg, obs_size, act_size)
-    loss_cfg = LossConfig(
+    def pmean(self, tree):
+        """Mean over devices (gradients, statistics, metrics)."""
+        return tree if self.name is None else jax.lax.pmean(tree, self.name)
+
+    def psum(self, tree):
+        """Sum over devices (counts)."""
+        return tree if self.name is None else jax.lax.psum(tree, self.name)
+
+    def gather(self, x: jax.Array) -> jax.Array:
+        """Every device's rows, concatenated in device order (the same on every device)."""
+        return x if self.name is None else jax.lax.all_gather(x, self.name, tiled=True)
+
+    def key(self, key: jax.Array) -> jax.Array:
+        """A different random stream on each device (the index is global, so it includes the
+        process)."""
+        return key if self.name is None else jax.random.fold_in(key, jax.lax.axis_index(self.name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizers:
+    """The actor's and the critic's optimizers (docs/algorithm.md section 6)."""
+    actor: optax.GradientTransformation
+    critic: optax.GradientTransformation
+
+
+def make_optimizers(cfg) -> Optimizers:
+    """Adam with clipping for both networks, at ``actor_lr`` and ``critic_lr``."""
+    return Optimizers(actor=make_optimizer(cfg.actor_lr, cfg),
+                      critic=make_optimizer(cfg.critic_lr, cfg))
+
+
+def make_loss_config(cfg) -> LossConfig:
+    """The loss settings of a config (docs/algorithm.md sections 2-4)."""
+    return LossConfig(
         gamma=cfg.gamma, reward_scale=cfg.reward_scale, num_train_samples=cfg.num_train_samples,
         num_target_samples=cfg.num_target_samples, num_chosen=cfg.num_chosen,
         num_entropy_samples=cfg.num_entropy_samples, q_transform=cfg.q_transform,
         q_transform_params=QTransformParams(**cfg.q_transform_params))
-    critic_loss, actor_loss = make_losses(nets, loss_cfg)
-    actor_opt = make_optimizer(cfg.actor_lr, cfg)
-    critic_opt = make_optimizer(cfg.critic_lr, cfg)
-    derived = derive(cfg)
-    n = cfg.num_envs
-    d = 1
-    if not single_device:
-        distributed.check_divisibility(cfg)
-        d = distributed.total_devices(cfg)
-    axis = distributed.AXIS if d > 1 else None
-    n_local, b_local = n // d, cfg.batch_size // d
-    traces = [0]
 
-    def pmean(tree):
-        return tree if axis is None else jax.lax.pmean(tree, axis)
 
-    def psum(tree):
-        return tree if axis is None else jax.lax.psum(tree, axis)
+# ------------------------------------------------------------------------------ the stages
+# A training step is two stages, as in Brax's SAC (its sgd_step, training_step and epoch):
+#   collect_step:  N transitions into the buffer (acting, physics, statistics);
+#   learner_step:  U gradient updates, each an sgd_step on a fresh batch;
+# and run_steps loops training steps. Each stage is a pure function of the TrainingState that
+# can be jitted, tested and benchmarked alone; the diffusion sampler inside them is chosen by
+# config (acting.QVPONetworks.sample -> diffusion.sample: "reference" or "pallas").
 
-    def device_key(key):
-        """A different stream on each device (the index is global, so it includes the process)."""
-        return key if axis is None else jax.random.fold_in(key, jax.lax.axis_index(axis))
+def make_sgd_step(cfg, nets: acting.QVPONetworks, optimizers: Optimizers,
+                  axis: DeviceAxis = DeviceAxis()
+                  ) -> Callable[[TrainingState, Transition, jax.Array], tuple[TrainingState, dict]]:
+    """One gradient update ``sgd_step(state, batch, key) -> (state, metrics)``: the critic step,
+    then the Q-weighted policy step with the updated critic, then Polyak averaging of both targets
+    (docs/algorithm.md sections 2-4). On several devices each gradient is the mean of the
+    devices' gradients on their B / D rows (``axis``)."""
+    critic_loss, actor_loss = make_losses(nets, make_loss_config(cfg))
 
-    def init(key: jax.Array) -> TrainingState:
-        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
-        actor_params = nets.actor.init(k_actor)
-        critic_params = nets.critic.init(k_critic)
-        return TrainingState(
+    def sgd_step(state: TrainingState, batch: Transition, key: jax.Array):
+        k_critic, k_actor = jax.random.split(key)
+        batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
+                              next_obs=nets.normalize(batch.next_obs, state.normalizer))
+        (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.critic_params, state.target_actor_params, state.target_critic_params, batch,
+            k_critic)
+        c_grads = axis.pmean(c_grads)
+        c_updates, critic_opt_state = optimizers.critic.update(c_grads, state.critic_opt_state)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, state.entropy_horizon)
+        (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+            state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
+        a_grads = axis.pmean(a_grads)
+        a_updates, actor_opt_state = optimizers.actor.update(a_grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, a_updates)
+
+        metrics = axis.pmean({**c_metrics, **a_metrics})
+        metrics["critic_grad_norm"] = optax.tree.norm(c_grads)
+        metrics["actor_grad_norm"] = optax.tree.norm(a_grads)
+        state = state.replace(
             actor_params=actor_params, critic_params=critic_params,
-            target_actor_params=actor_params, target_critic_params=critic_params,
-            actor_opt_state=actor_opt.init(actor_params),
-            critic_opt_state=critic_opt.init(critic_params),
-            normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
-            q_stats=QStats.create(),
-            env_state=env.reset(k_env, n),
-            buffer=replay.init(cfg.buffer_size, n, obs_size, act_size),
-            key=key,
-            env_steps=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32),
-            episode_window=EpisodeWindow.create(cfg.return_window),
-            entropy_horizon=jnp.asarray(entropy_horizon(cfg), jnp.int32))
+            target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
+            target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+            actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
+            q_stats=axis.pmean(q_stats), updates=state.updates + 1)
+        return state, metrics
+    return sgd_step
 
-    def make_update(axis_on: bool):
-        mean = pmean if axis_on else (lambda t: t)
 
-        def update(state: TrainingState, batch: Transition, key: jax.Array):
-            """One gradient update: critic, then the Q-weighted policy step with the updated
-            critic, then Polyak averaging of both targets (docs/algorithm.md sections 2-4). On several
-            devices each gradient is the mean of the devices' gradients on their B / D rows."""
-            k_critic, k_actor = jax.random.split(key)
-            batch = batch.replace(obs=nets.normalize(batch.obs, state.normalizer),
-                                  next_obs=nets.normalize(batch.next_obs, state.normalizer))
-            (_, c_metrics), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-                state.critic_params, state.target_actor_params, state.target_critic_params, batch,
-                k_critic)
-            c_grads = mean(c_grads)
-            c_updates, critic_opt_state = critic_opt.update(c_grads, state.critic_opt_state)
-            critic_params = optax.apply_updates(state.critic_params, c_updates)
-
-            omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps,
-                                          state.entropy_horizon)
-            (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-                state.actor_params, critic_params, batch, omega, state.q_stats, k_actor)
-            a_grads = mean(a_grads)
-            a_updates, actor_opt_state = actor_opt.update(a_grads, state.actor_opt_state)
-            actor_params = optax.apply_updates(state.actor_params, a_updates)
-
-            metrics = mean({**c_metrics, **a_metrics})
-            metrics["critic_grad_norm"] = optax.tree.norm(c_grads)
-            metrics["actor_grad_norm"] = optax.tree.norm(a_grads)
-            state = state.replace(
-                actor_params=actor_params, critic_params=critic_params,
-                target_actor_params=polyak(state.target_actor_params, actor_params, cfg.tau),
-                target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
-                actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
-                q_stats=mean(q_stats), updates=state.updates + 1)
-            return state, metrics
-        return update
-
-    update_local = make_update(axis is not None)
-
-    def update_many(state: TrainingState, key: jax.Array, update_fn=update_local):
-        """U updates, each on a fresh uniform batch from the buffer (one lax.scan)."""
+def make_learner_step(cfg, sgd_step, batch_rows: int
+                      ) -> Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]:
+    """The learner stage ``learner_step(state, key) -> (state, metrics)``: U = ``updates_per_step``
+    sgd_steps in one ``lax.scan``, each on ``batch_rows`` transitions drawn uniformly from the
+    buffer (docs/algorithm.md section 7); metrics are their means."""
+    def learner_step(state: TrainingState, key: jax.Array):
         def body(s, k):
             k_batch, k_update = jax.random.split(k)
-            return update_fn(s, replay.sample(s.buffer, k_batch, b_local), k_update)
+            return sgd_step(s, replay.sample(s.buffer, k_batch, batch_rows), k_update)
         state, metrics = jax.lax.scan(body, state, jax.random.split(key, cfg.updates_per_step))
         return state, jax.tree.map(jnp.mean, metrics)
+    return learner_step
 
-    def training_step(state: TrainingState, _):
-        """Collect N transitions (best-of-K_b, or uniform during warm-up), store them, then U
-        updates once warm-up is over (docs/algorithm.md sections 5 and 7). On several devices this runs
-        on each device's share of the environments and buffer."""
-        key, k_act, k_upd = jax.random.split(state.key, 3)
-        k_act, k_upd = device_key(k_act), device_key(k_upd)
+
+def make_collect_step(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, num_envs: int,
+                      axis: DeviceAxis = DeviceAxis()
+                      ) -> Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]:
+    """The collection stage ``collect_step(state, key) -> (state, metrics)``: best-of-K_b actions
+    for the ``num_envs`` environments (uniform during warm-up), one environment step, the N
+    transitions into the buffer, the observation statistics and the episode window updated
+    (docs/algorithm.md sections 5 and 7). Metrics: ``episodes`` finished and ``reward_mean`` (over
+    all devices)."""
+    act_size = env.action_size
+
+    def collect_step(state: TrainingState, key: jax.Array):
         obs = state.env_state.obs
         warm = state.env_steps < cfg.warmup_env_steps
 
@@ -308,50 +327,65 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
                                     cfg.num_behavior_samples)[0]
 
         def uniform_action(k):
-            return jax.random.uniform(k, (n_local, act_size), minval=-1.0, maxval=1.0)
+            return jax.random.uniform(k, (num_envs, act_size), minval=-1.0, maxval=1.0)
 
-        action = jax.lax.cond(warm, uniform_action, policy_action, k_act)
+        action = jax.lax.cond(warm, uniform_action, policy_action, key)
         env_state, step = env.step(state.env_state, action)
         transition = Transition(obs=obs, action=action, reward=step.reward,
                                 next_obs=step.next_obs, terminated=step.terminated)
         normalizer = state.normalizer
         if cfg.normalize_observations:
-            normalizer = running_statistics.update(normalizer, obs, pmap_axis_name=axis)
+            normalizer = running_statistics.update(normalizer, obs, pmap_axis_name=axis.name)
         # The window is replicated: every device appends all devices' episodes in the same order.
         window = state.episode_window.add(
-            *(x if axis is None else jax.lax.all_gather(x, axis, tiled=True)
-              for x in (step.done, step.episode_return, step.episode_length)))
+            *(axis.gather(x) for x in (step.done, step.episode_return, step.episode_length)))
         state = state.replace(
-            key=key, env_state=env_state, normalizer=normalizer, episode_window=window,
-            buffer=replay.insert(state.buffer, transition), env_steps=state.env_steps + n)
+            env_state=env_state, normalizer=normalizer, episode_window=window,
+            buffer=replay.insert(state.buffer, transition),
+            env_steps=state.env_steps + cfg.num_envs)
+        return state, {"episodes": axis.psum(jnp.sum(step.done)).astype(jnp.float32),
+                       "reward_mean": axis.pmean(jnp.mean(step.reward)).astype(jnp.float32)}
+    return collect_step
 
+
+def make_training_step(cfg, collect_step, learner_step, update_metric_shapes,
+                       num_devices: int = 1, axis: DeviceAxis = DeviceAxis()):
+    """One training step ``training_step(state) -> (state, (step_metrics, update_metrics))``:
+    ``collect_step``, then ``learner_step`` once warm-up is over and the buffer holds a batch
+    (docs/algorithm.md section 7). Before that the update metrics are zeros of
+    ``update_metric_shapes`` and ``step_metrics["updated"]`` is 0."""
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), update_metric_shapes)
+
+    def training_step(state: TrainingState):
+        key, k_act, k_upd = jax.random.split(state.key, 3)
+        state, step_metrics = collect_step(state.replace(key=key), axis.key(k_act))
         # Updates start after warm-up, and only once the buffer holds a batch (it is empty after
         # resuming from a checkpoint saved without its buffer).
         do_update = ((state.env_steps >= cfg.warmup_env_steps)
-                     & (state.buffer.num_transitions() * d >= cfg.batch_size))
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+                     & (state.buffer.num_transitions() * num_devices >= cfg.batch_size))
         state, upd_metrics = jax.lax.cond(
-            do_update, update_many, lambda s, k: (s, zeros), state, k_upd)
-        step_metrics = {
-            "episodes": psum(jnp.sum(step.done)).astype(jnp.float32),
-            "reward_mean": pmean(jnp.mean(step.reward)).astype(jnp.float32),
-            "updated": do_update.astype(jnp.float32),
-        }
-        return state, (step_metrics, upd_metrics)
+            do_update, learner_step, lambda s, k: (s, zeros), state, axis.key(k_upd))
+        return state, ({**step_metrics, "updated": do_update.astype(jnp.float32)}, upd_metrics)
+    return training_step
 
-    def local_run(state: TrainingState, num_steps: jax.Array):
-        """``num_steps`` training steps in one loop with a dynamic trip count; metrics are running
-        sums reduced to one value each (``train/``), so no shape depends on the length."""
-        traces[0] += 1  # runs at trace time only: counts compilations of the loop
+
+def make_run_steps(training_step, update_metric_shapes,
+                   on_trace: Callable[[], None] = lambda: None):
+    """``run_steps(state, num_steps) -> (state, metrics)``: ``num_steps`` training steps in one
+    ``fori_loop`` with a dynamic trip count (so every call length shares one compilation); the
+    metrics are running sums reduced to one value each (``train/``), so no shape depends on the
+    length. ``on_trace`` runs when the loop is traced (to count compilations)."""
+    def run_steps(state: TrainingState, num_steps: jax.Array):
+        on_trace()
 
         def body(_, carry):
             state, acc = carry
-            state, (step_m, upd_m) = training_step(state, None)
+            state, (step_m, upd_m) = training_step(state)
             upd_m = jax.tree.map(lambda x: x * step_m["updated"], upd_m)
             return state, jax.tree.map(jnp.add, acc, (step_m, upd_m))
 
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), step_metric_shapes)
-        acc0 = (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), metric_shapes))
+        acc0 = ({k: jnp.zeros((), jnp.float32) for k in STEP_METRICS},
+                jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), update_metric_shapes))
         state, (steps, upd) = jax.lax.fori_loop(0, num_steps, body, (state, acc0))
         num = jnp.maximum(num_steps, 1).astype(jnp.float32)
         ret, length = state.episode_window.means()
@@ -366,15 +400,17 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         metrics.update({f"train/{k}": v / updated for k, v in upd.items()})
         metrics["finite/params"] = all_finite((state.actor_params, state.critic_params))
         return state, metrics
+    return run_steps
 
+
+def make_evaluate(cfg, env: envs.VecEnv, nets: acting.QVPONetworks
+                  ) -> Callable[[TrainingState, jax.Array], dict]:
+    """``evaluate(state, key) -> metrics``: the undiscounted return of one episode on each of
+    ``num_eval_envs`` fresh environments, acting with best-of-K_eval (docs/algorithm.md
+    section 5)."""
     policy_factory = acting.make_inference_fn(nets, cfg.num_eval_samples)
 
-    def policy_params(state: TrainingState):
-        return (state.actor_params, state.critic_params, state.normalizer)
-
     def evaluate(state: TrainingState, key: jax.Array) -> dict:
-        """Undiscounted return of one episode on each of ``num_eval_envs`` fresh environments,
-        acting with best-of-K_eval (docs/algorithm.md section 5)."""
         returns, lengths = envs.evaluate_returns(env, policy_factory(policy_params(state)), key,
                                                  cfg.num_eval_envs)
         return {"eval/episode_return": jnp.mean(returns),
@@ -382,17 +418,87 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
                 "eval/episode_return_min": jnp.min(returns),
                 "eval/episode_return_max": jnp.max(returns),
                 "eval/episode_length": jnp.mean(lengths.astype(jnp.float32))}
+    return evaluate
 
+
+def policy_params(state: TrainingState) -> tuple:
+    """What the policy needs to act: (actor params, critic params, observation statistics)."""
+    return (state.actor_params, state.critic_params, state.normalizer)
+
+
+def make_init(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, optimizers: Optimizers
+              ) -> Callable[[jax.Array], TrainingState]:
+    """``init(key) -> TrainingState``: fresh networks (targets equal to them), optimizer states,
+    empty statistics, an empty buffer and N reset environments."""
+    obs_size, act_size = env.observation_size, env.action_size
+
+    def init(key: jax.Array) -> TrainingState:
+        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+        actor_params = nets.actor.init(k_actor)
+        critic_params = nets.critic.init(k_critic)
+        return TrainingState(
+            actor_params=actor_params, critic_params=critic_params,
+            target_actor_params=actor_params, target_critic_params=critic_params,
+            actor_opt_state=optimizers.actor.init(actor_params),
+            critic_opt_state=optimizers.critic.init(critic_params),
+            normalizer=running_statistics.init_state(specs.Array((obs_size,), jnp.float32)),
+            q_stats=QStats.create(),
+            env_state=env.reset(k_env, cfg.num_envs),
+            buffer=replay.init(cfg.buffer_size, cfg.num_envs, obs_size, act_size),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+            episode_window=EpisodeWindow.create(cfg.return_window),
+            entropy_horizon=jnp.asarray(entropy_horizon(cfg), jnp.int32))
+    return init
+
+
+def make_trainer(cfg, single_device: bool = False) -> Trainer:
+    """Build the pure training functions for a validated config (nothing is compiled here): the
+    stages above, composed, plus the device plumbing.
+
+    ``single_device=True`` ignores ``cfg.num_devices`` (for tools that vmap the chunk over seeds,
+    or evaluate and render a run on one device whatever it was trained on).
+
+    With more than one device (``cfg.num_devices``, over all processes) the chunk runs data-parallel
+    under ``jax.shard_map``: each device steps N / D environments, stores them in its block of the
+    buffer, samples B / D transitions from it, and gradients, normalizer statistics and metrics
+    are averaged over the devices (docs/algorithm.md section 7, scaled out).
+    """
+    env = make_env(cfg)
+    nets = make_networks(cfg, env.observation_size, env.action_size)
+    optimizers = make_optimizers(cfg)
+    derived = derive(cfg)
+    d = 1
+    if not single_device:
+        distributed.check_divisibility(cfg)
+        d = distributed.total_devices(cfg)
+    axis = DeviceAxis(distributed.AXIS if d > 1 else None)
+    n_local, b_local = cfg.num_envs // d, cfg.batch_size // d
+    traces = [0]
+
+    def count_trace():
+        traces[0] += 1  # runs at trace time only: counts compilations of the loop
+
+    init = make_init(cfg, env, nets, optimizers)
+    # The stages on one device (what a benchmark or a test calls alone) and in the run (the same
+    # functions with the device axis, when there is one).
+    sgd_step = make_sgd_step(cfg, nets, optimizers)
+    learner_step = make_learner_step(cfg, sgd_step, cfg.batch_size)
+    collect_step = make_collect_step(cfg, env, nets, cfg.num_envs)
     # Shapes of the update metrics, so that the warm-up branch of lax.cond can return zeros of
     # the same structure without running an update (traced without devices: same shapes).
     state_shape = jax.eval_shape(init, jax.random.PRNGKey(0))
-    metric_shapes = jax.eval_shape(
-        lambda s, k: update_many(s, k, make_update(False))[1], state_shape, jax.random.PRNGKey(0))
-    step_metric_shapes = {k: jax.ShapeDtypeStruct((), jnp.float32)
-                          for k in ("episodes", "reward_mean", "updated")}
+    update_metric_shapes = jax.eval_shape(learner_step, state_shape, jax.random.PRNGKey(0))[1]
+    if axis.name is not None:
+        learner_step = make_learner_step(cfg, make_sgd_step(cfg, nets, optimizers, axis), b_local)
+        collect_step = make_collect_step(cfg, env, nets, n_local, axis)
+    training_step = make_training_step(cfg, collect_step, learner_step, update_metric_shapes,
+                                       d, axis)
+    run_steps = make_run_steps(training_step, update_metric_shapes, count_trace)
 
-    run_steps, mesh, state_shardings = local_run, None, None
-    if axis is not None:
+    mesh, state_shardings = None, None
+    if axis.name is not None:
         mesh = distributed.make_mesh(cfg)
         spec = distributed.state_specs(state_shape, SHARDED_FIELDS)
         state_shardings = distributed.shardings(mesh, spec)
@@ -401,7 +507,7 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         # parameters comes from the pmean of every gradient instead, and the multi-device tests
         # compare every device's copy.
         run_steps = jax.shard_map(
-            local_run, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
+            run_steps, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
             out_specs=(spec, jax.sharding.PartitionSpec()), check_vma=False)
 
     def chunk(state: TrainingState):
@@ -409,9 +515,11 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
         return run_steps(state, jnp.asarray(derived.steps_per_chunk, jnp.int32))
 
     return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, run_steps=run_steps,
-                   update=make_update(False), evaluate=evaluate, policy_params=policy_params,
-                   trace_count=lambda: traces[0], num_devices=d, mesh=mesh,
-                   shardings=state_shardings)
+                   update=sgd_step, evaluate=make_evaluate(cfg, env, nets),
+                   policy_params=policy_params, trace_count=lambda: traces[0], num_devices=d,
+                   mesh=mesh, shardings=state_shardings,
+                   collect_step=make_collect_step(cfg, env, nets, cfg.num_envs),
+                   learner_step=make_learner_step(cfg, sgd_step, cfg.batch_size))
 
 
 def all_finite(tree) -> jax.Array:

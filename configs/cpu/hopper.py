@@ -1,0 +1,27 @@
+"""hopper on MJX, sized for a 2-core CPU: the 30-minute race against Brax SAC (results/race/).
+
+The shared CPU settings (mjx_qvpo.config.cpu_task_config: 64 envs, 16 updates per training
+step, update-to-data 1/4, 64-unit networks) with the learner made cheaper in the ways measured
+on inverted_double_pendulum (configs/inverted_double_pendulum.py): batch 128, T = 5 denoising
+steps, K = 8 training candidates, observation normalization. QVPO itself (best-of-K behavior and
+evaluation, Q-weighted VLO, entropy term) is unchanged. Evaluations of 8 episodes of 1,000 steps.
+
+The GPU-sized config is configs/hopper.py; the paper's setting is configs/paper/hopper.py.
+"""
+from mjx_qvpo.config import cpu_task_config
+
+
+def get_config():
+    c = cpu_task_config("hopper")
+    c.normalize_observations = True
+    c.diffusion_steps = 5
+    c.num_train_samples = 8
+    c.batch_size = 128
+    c.total_env_steps = 1_000_000
+    c.entropy_anneal_env_steps = 500_000
+    c.warmup_env_steps = 8_192
+    c.buffer_size = 1_000_000
+    c.eval_every_env_steps = 50_000
+    c.log_every_env_steps = 8_192
+    c.checkpoint_every_env_steps = 100_000
+    return c
