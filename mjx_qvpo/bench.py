@@ -119,12 +119,13 @@ def fused_step(trainer, cfg, state, repeats: int) -> dict:
 
 
 def learner_only(update: Callable) -> Callable:
-    """``update`` returning only what a learner update computes (networks, targets, optimizer
+    """``update`` (``Trainer.update``, one sgd_step, or ``Trainer.learner_step``, U of them)
+    returning only what a learner update computes (networks, targets, optimizer
     states, Q statistics, metrics). Returning the whole state from a standalone jitted call
     would also copy the replay buffer and environment states it passes through (2 GB for the
     humanoid buffer), which the fused step never does."""
-    def fn(state, batch, key):
-        new, metrics = update(state, batch, key)
+    def fn(state, *args):
+        new, metrics = update(state, *args)
         return (new.actor_params, new.critic_params, new.target_actor_params,
                 new.target_critic_params, new.actor_opt_state, new.critic_opt_state,
                 new.q_stats, new.updates), metrics
@@ -176,6 +177,11 @@ def run_bench(cfg, *, repeats: int = 5, precisions: Sequence[str] = (),
     out["matmul_peak_flop_per_s"] = matmul_peak(cfg.matmul_precision, repeats=repeats)
     out["mfu"] = out["update_flop_per_s"] / out["matmul_peak_flop_per_s"]
     on_stage("update")
+    # The learner stage alone: U updates in one lax.scan, each sampling its own batch (against
+    # U x update_s: what the loop and the batch draws add).
+    out["learner_step_s"] = median_time(jax.jit(learner_only(trainer.learner_step)), state, key,
+                                        repeats=repeats)
+    on_stage("learner step")
     for mode in precisions:
         if mode == cfg.matmul_precision:
             continue
@@ -335,6 +341,7 @@ _FMT = {"physics_env_steps_per_s": ("physics only, env steps/s", "{:,.0f}"),
         "update_s": ("one learner update, ms", "{:.2f}", 1e3),
         **{f"update_s_{m}": (f"one learner update in {m} matmuls, ms", "{:.2f}", 1e3)
            for m in MATMUL_MODES},
+        "learner_step_s": ("learner stage alone (U updates in one scan), ms", "{:.1f}", 1e3),
         "update_flops": ("learner update, GFLOP", "{:.2f}", 1e-9),
         "update_flop_per_s": ("learner update, GFLOP/s", "{:.1f}", 1e-9),
         "matmul_peak_flop_per_s": ("matmul peak (same run, same precision), GFLOP/s", "{:.1f}",

@@ -18,7 +18,8 @@ def test_bench_writes_every_figure(tmp_path):
     assert bench.main([*TINY, "--quick", "--out", str(tmp_path), "--precisions", "bfloat16"]) == 0
     report = json.loads((tmp_path / "bandit_cpu.json").read_text())
     r = report["results"]
-    for key in ("physics_env_steps_per_s", "act_s", "update_s", "update_s_bfloat16", "mfu",
+    for key in ("physics_env_steps_per_s", "act_s", "update_s", "learner_step_s",
+                "update_s_bfloat16", "mfu",
                 "train_env_steps_per_s", "train_updates_per_s", "fused_overhead",
                 "compile_chunk_s", "matmul_peak_flop_per_s"):
         assert r[key] > 0 or key == "fused_overhead", key

@@ -9,7 +9,7 @@ from mjx_qvpo.config import (ConfigError, apply_overrides, derive, first_update_
                              from_json, load_config_file, resolve, to_json)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob("configs/*.py")))
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/**/*.py", recursive=True)))
 def test_every_config_file_validates(path):
     cfg = resolve(load_config_file(path))
     assert cfg.workdir  # filled in by resolve
