@@ -6,6 +6,10 @@ on inverted_double_pendulum (configs/inverted_double_pendulum.py): batch 128, T 
 steps, K = 8 training candidates, observation normalization. QVPO itself (best-of-K behavior and
 evaluation, Q-weighted VLO, entropy term) is unchanged. Evaluations of 8 episodes of 1,000 steps.
 
+Not tuned, and it loses: in the 30-minute race (seed 1) QVPO's evaluation return plateaus at
+about 430 from 75k env steps on, while Brax SAC reaches 3,156 (results/race/README.md, which also
+shows that T = 10, K = 16, B = 256 is no better at equal env steps).
+
 The GPU-sized config is configs/hopper.py; the paper's setting is configs/paper/hopper.py.
 """
 from mjx_qvpo.config import cpu_task_config

@@ -28,8 +28,8 @@ def at(c, step):
 
 
 print("| seed | matmuls | env steps to 9,000 | " + " | ".join(f"return at {a:,}" for a in AT)
-      + " | updates/s |")
-print("|---|---|---|" + "---|" * len(AT) + "---|")
+      + " | return at the last evaluation <= 180,224 | later evaluations below 9,000 | updates/s |")
+print("|---|---|---|" + "---|" * len(AT) + "---|---|---|")
 for seed in (1, 2, 3):
     for name, runs in (("float32", F32), ("bfloat16", BF16)):
         if not os.path.exists(os.path.join(runs[seed], "metrics.jsonl")):
@@ -38,6 +38,10 @@ for seed in (1, 2, 3):
         rows = [json.loads(line) for line in open(os.path.join(runs[seed], "metrics.jsonl"))]
         ups = sorted(r["updates_per_s"] for r in rows if r.get("updates_per_s"))
         step, _ = first(c)
+        upto = [(s, r) for s, r, _ in c if s <= 180_224]
+        later = [r for s, r in upto if step is not None and s > step and r < TARGET]
         print(f"| {seed} | {name} | {step if step is None else f'{step:,}'} | "
               + " | ".join(f"{at(c, a):,.0f}" for a in AT)
-              + f" | {ups[len(ups) // 2]:.0f} |")
+              + f" | {upto[-1][1]:,.0f} ({upto[-1][0]:,}) | {len(later)} of "
+              f"{sum(1 for s, _ in upto if step is not None and s > step)} | "
+              f"{ups[len(ups) // 2]:.0f} |")
