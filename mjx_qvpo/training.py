@@ -486,14 +486,15 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     sgd_step = make_sgd_step(cfg, nets, optimizers)
     learner_step = make_learner_step(cfg, sgd_step, cfg.batch_size)
     collect_step = make_collect_step(cfg, env, nets, cfg.num_envs)
+    run_learner, run_collect = learner_step, collect_step
+    if axis.name is not None:
+        run_learner = make_learner_step(cfg, make_sgd_step(cfg, nets, optimizers, axis), b_local)
+        run_collect = make_collect_step(cfg, env, nets, n_local, axis)
     # Shapes of the update metrics, so that the warm-up branch of lax.cond can return zeros of
     # the same structure without running an update (traced without devices: same shapes).
     state_shape = jax.eval_shape(init, jax.random.PRNGKey(0))
     update_metric_shapes = jax.eval_shape(learner_step, state_shape, jax.random.PRNGKey(0))[1]
-    if axis.name is not None:
-        learner_step = make_learner_step(cfg, make_sgd_step(cfg, nets, optimizers, axis), b_local)
-        collect_step = make_collect_step(cfg, env, nets, n_local, axis)
-    training_step = make_training_step(cfg, collect_step, learner_step, update_metric_shapes,
+    training_step = make_training_step(cfg, run_collect, run_learner, update_metric_shapes,
                                        d, axis)
     run_steps = make_run_steps(training_step, update_metric_shapes, count_trace)
 
@@ -517,9 +518,8 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, run_steps=run_steps,
                    update=sgd_step, evaluate=make_evaluate(cfg, env, nets),
                    policy_params=policy_params, trace_count=lambda: traces[0], num_devices=d,
-                   mesh=mesh, shardings=state_shardings,
-                   collect_step=make_collect_step(cfg, env, nets, cfg.num_envs),
-                   learner_step=make_learner_step(cfg, sgd_step, cfg.batch_size))
+                   mesh=mesh, shardings=state_shardings, collect_step=collect_step,
+                   learner_step=learner_step)
 
 
 def all_finite(tree) -> jax.Array:
