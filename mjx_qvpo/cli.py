@@ -84,16 +84,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def pop_override(arg: str, rest: list[str], prefix: str) -> tuple[str, Any]:
+def pop_override(arg: str, rest: list[str], prefix: str, usage: str = "") -> tuple[str, Any]:
     """``--PREFIX.NAME=VALUE`` (or ``--PREFIX.NAME VALUE``, taking VALUE from the front of
-    ``rest``) -> (NAME, parsed VALUE)."""
+    ``rest``) -> (NAME, parsed VALUE); a missing VALUE is a ConfigError (that shows ``usage``
+    when given)."""
     body = arg[len(prefix):]
     if "=" in body:
         name, value = body.split("=", 1)
     elif rest:
         name, value = body, rest.pop(0)
     else:
-        raise ConfigError(f"{arg}: missing value")
+        raise ConfigError(f"{arg}: missing value" + (f"; {usage}" if usage else ""))
     return name, parse_value(value)
 
 

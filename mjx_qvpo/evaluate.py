@@ -26,6 +26,7 @@ import numpy as np
 from mjx_qvpo import compile_cache
 from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
+from mjx_qvpo.export import is_policy_file
 
 # Keys of the JSON summary (tests and scripts rely on these).
 SUMMARY_KEYS = ("workdir", "task", "checkpoint", "episodes", "num_eval_samples", "episode_length",
@@ -96,7 +97,7 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
 def default_out(workdir: str, step: int) -> str:
     """Where the summary goes without ``--out``: ``RUN/eval_<step>.json`` (for a policy file
     ``FILE.npz``: ``FILE_eval.json``)."""
-    if workdir.endswith(".npz") and not os.path.isdir(workdir):
+    if is_policy_file(workdir):
         return os.path.splitext(workdir)[0] + "_eval.json"
     return os.path.join(workdir, f"eval_{step}.json")
 

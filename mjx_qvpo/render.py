@@ -41,6 +41,7 @@ import numpy as np
 from mjx_qvpo import compile_cache
 from mjx_qvpo.cli import ArgumentParser
 from mjx_qvpo.config import ConfigError
+from mjx_qvpo.export import is_policy_file
 
 APT_PACKAGES = "libegl1 libegl-mesa0 libgl1 libopengl0 libgl1-mesa-dri libglx-mesa0 libosmesa6"
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 240
@@ -381,7 +382,7 @@ def render_run(workdir: str, out: str | None, *, checkpoint: int | None = None,
 def default_out(workdir: str, step: int) -> str:
     """Where the video goes without ``--out``: ``RUN/video_<step>.mp4`` (for a policy file
     ``FILE.npz``: ``FILE.mp4``)."""
-    if workdir.endswith(".npz") and not os.path.isdir(workdir):
+    if is_policy_file(workdir):
         return os.path.splitext(workdir)[0] + ".mp4"
     return os.path.join(workdir, f"video_{step}.mp4")
 

@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from mjx_qvpo import diffusion  # noqa: E402
+from mjx_qvpo.bench import median_time  # noqa: E402
 from mjx_qvpo.networks import NoiseModel  # noqa: E402
 
 
@@ -31,13 +31,7 @@ def timed(fn, *args, repeats=10):
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    out = jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t)
-    return compile_s, float(np.median(times)), out
+    return compile_s, median_time(compiled, *args, repeats=repeats), compiled(*args)
 
 
 def main(argv):

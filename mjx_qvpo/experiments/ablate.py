@@ -133,12 +133,8 @@ def parse_cli(argv: Sequence[str]) -> dict:
         x = args.pop(0)
         flag, eq, inline = x.partition("=")
         if x.startswith("--config."):
-            body = x[len("--config."):]
-            if "=" in body:
-                name, value = body.split("=", 1)
-            else:
-                name, value = body, value_of(x)
-            a["overrides"][name] = parse_value(value)
+            name, value = cli.pop_override(x, args, "--config.", USAGE)
+            a["overrides"][name] = value
         elif flag in ("--config", "--grid", "--variant", "--seeds", "--seed", "--out",
                       "--workdir"):
             v = inline if eq else value_of(flag)
