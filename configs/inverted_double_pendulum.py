@@ -4,7 +4,9 @@ about 9,350) within 5 minutes of training on a 2-core CPU.
 Starts from the shared CPU settings (mjx_qvpo.config.cpu_task_config: 64 envs, 16 updates per
 training step, update-to-data 1/4, 64-unit networks) and changes what the learner's wall-clock
 depends on; QVPO itself (best-of-K behavior and evaluation, Q-weighted VLO, entropy term) is
-unchanged. The learner is nearly all of the step time here (halving U halves it), so:
+unchanged. The learner is nearly all of the step time here (halving U halves it), so (the
+first three and observation normalization are mjx_qvpo.config.fast_cpu_config, which
+configs/cpu/hopper.py shares):
 
 * ``batch_size`` 128: half the cost of an update; measured to solve the task in about as many
   env steps as 256 (seed 0: 9,350 at 122,880 env steps, against 9,345 at 110,592 with 256), where
@@ -21,15 +23,11 @@ unchanged. The learner is nearly all of the step time here (halving U halves it)
 
 Curves: results/race/; the paper's setting is configs/paper/inverted_double_pendulum.py.
 """
-from mjx_qvpo.config import cpu_task_config
+from mjx_qvpo.config import fast_cpu_config
 
 
 def get_config():
-    c = cpu_task_config("inverted_double_pendulum")
-    c.normalize_observations = True
-    c.diffusion_steps = 5
-    c.num_train_samples = 8
-    c.batch_size = 128
+    c = fast_cpu_config("inverted_double_pendulum")  # B=128, T=5, K=8, normalized observations
     c.total_env_steps = 250_000
     c.entropy_anneal_env_steps = 150_000
     c.eval_every_env_steps = 8_192

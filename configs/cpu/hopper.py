@@ -3,7 +3,8 @@
 The shared CPU settings (mjx_qvpo.config.cpu_task_config: 64 envs, 16 updates per training
 step, update-to-data 1/4, 64-unit networks) with the learner made cheaper in the ways measured
 on inverted_double_pendulum (configs/inverted_double_pendulum.py): batch 128, T = 5 denoising
-steps, K = 8 training candidates, observation normalization. QVPO itself (best-of-K behavior and
+steps, K = 8 training candidates, observation normalization (mjx_qvpo.config.fast_cpu_config).
+QVPO itself (best-of-K behavior and
 evaluation, Q-weighted VLO, entropy term) is unchanged. Evaluations of 8 episodes of 1,000 steps.
 
 Not tuned, and it loses: in the 30-minute race (seed 1) QVPO's evaluation return plateaus at
@@ -12,15 +13,11 @@ shows that T = 10, K = 16, B = 256 is no better at equal env steps).
 
 The GPU-sized config is configs/hopper.py; the paper's setting is configs/paper/hopper.py.
 """
-from mjx_qvpo.config import cpu_task_config
+from mjx_qvpo.config import fast_cpu_config
 
 
 def get_config():
-    c = cpu_task_config("hopper")
-    c.normalize_observations = True
-    c.diffusion_steps = 5
-    c.num_train_samples = 8
-    c.batch_size = 128
+    c = fast_cpu_config("hopper")  # B=128, T=5, K=8, normalized observations
     c.total_env_steps = 1_000_000
     c.entropy_anneal_env_steps = 500_000
     c.warmup_env_steps = 8_192
