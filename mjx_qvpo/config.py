@@ -70,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
         q_neg=0.0, beta=1.0, cut=0.0, stats_rate=1e-3))
     c.network = ml_collections.ConfigDict(dict(
         actor_hidden=(256, 256, 256), critic_hidden=(256, 256, 256), time_dim=32,
-        time_hidden=256))
+        time_hidden=256, critic_layer_norm=False))
     c.normalize_observations = False
     c.matmul_precision = "float32"   # bf16 showed no effect on CPU learning; not yet on a GPU
     c.scan_unroll = 4                # 4 measured ~7% faster than 1 on the CPU at humanoid size
@@ -246,6 +246,8 @@ SCHEMA: dict[str, Field] = {
                                                  "statistics", hi=1.0, lo_open=True),
     "network.actor_hidden": _widths("hidden widths of the noise model eps(a_t, t, s)"),
     "network.critic_hidden": _widths("hidden widths of each of the two Q heads"),
+    "network.critic_layer_norm": _bool("LayerNorm before each hidden Mish of the Q heads "
+                                       "(off in the paper)"),
     "network.time_dim": Field(int, lambda v: v >= 4 and v % 2 == 0, "an even integer >= 4",
                               "width of the sinusoidal time embedding"),
     "network.time_hidden": _int(1, "hidden width of the time-embedding MLP"),

@@ -84,6 +84,13 @@ def _apply_trunk(layers: list[Params], h: jax.Array, precision: str) -> jax.Arra
     return h
 
 
+def layer_norm(h: jax.Array, p: Params, eps: float = 1e-5) -> jax.Array:
+    """LayerNorm over the last axis with a learned scale and bias (p["scale"], p["bias"])."""
+    mean = jnp.mean(h, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True)
+    return (h - mean) * jax.lax.rsqrt(var + eps) * p["scale"] + p["bias"]
+
+
 def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
     """Sinusoidal embedding of integer diffusion steps t (...,) -> (..., dim), as in DDPM/DIPO."""
     half = dim // 2
@@ -145,21 +152,31 @@ class Critic:
     """Double-Q critic of docs/algorithm.md section 2: two MLP heads on [s, a] (reference 3 x 256, Mish).
 
     The two heads' parameters are stacked on a leading axis of size 2 and evaluated with one vmap.
+    ``layer_norm`` (off in the reference) puts a LayerNorm with learned scale and bias between each
+    hidden layer's affine map and its Mish, as the fast parallel off-policy critics do
+    (../shared/ANCHORS.md: FastTD3, FastSAC); off, the function and its parameters are the
+    reference's.
     """
     obs_size: int
     action_size: int
     hidden: tuple[int, ...] = (256, 256, 256)
     precision: str = "float32"   # matmul mode, see matmul()
+    layer_norm: bool = False
 
     def init(self, key: jax.Array) -> Params:
-        """Initial parameters of both heads (independent draws, reference init)."""
+        """Initial parameters of both heads (independent draws, reference init; LayerNorm scale 1,
+        bias 0)."""
         def one(k):
             k_first, k_trunk = jax.random.split(k)
-            return {
+            p = {
                 "first": _init_split_first_layer(
                     k_first, {"s": self.obs_size, "a": self.action_size}, self.hidden[0]),
                 "trunk": _init_mlp(k_trunk, (*self.hidden, 1)),
             }
+            if self.layer_norm:
+                p["ln"] = [{"scale": jnp.ones((h,), jnp.float32), "bias": jnp.zeros((h,), jnp.float32)}
+                           for h in self.hidden]
+            return p
         return jax.vmap(one)(jax.random.split(key, 2))
 
     def state_features(self, params: Params, obs: jax.Array) -> jax.Array:
@@ -171,7 +188,14 @@ class Critic:
         """Both heads' Q for actions (..., d) given state features (2, ..., h) that broadcast: (2, ...)."""
         def one(p, f):
             h = matmul(actions, p["first"]["w_a"], self.precision) + f
-            return _apply_trunk(p["trunk"], mish(h), self.precision)[..., 0]
+            if not self.layer_norm:
+                return _apply_trunk(p["trunk"], mish(h), self.precision)[..., 0]
+            h = mish(layer_norm(h, p["ln"][0]))
+            for i, layer in enumerate(p["trunk"][:-1]):
+                h = mish(layer_norm(matmul(h, layer["w"], self.precision) + layer["b"],
+                                    p["ln"][i + 1]))
+            out = p["trunk"][-1]
+            return (matmul(h, out["w"], self.precision) + out["b"])[..., 0]
         return jax.vmap(one)(params, features)
 
     def apply(self, params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:

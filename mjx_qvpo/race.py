@@ -242,6 +242,51 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             "seeds": out}
 
 
+def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str) -> dict:
+    """SAC's curves for ``seeds`` from an earlier race (``path``: its race.json or directory),
+    cut at ``budget_s`` by the rule ``run_sac`` stops by (after the first epoch that ends within
+    half a median epoch of the budget, or past it). SAC does not
+    depend on QVPO's config, so a baseline need not be retrained for every QVPO variant; the
+    earlier race must be on the same task, device kind and evaluation protocol, and have run
+    every one of ``seeds`` for at least ``budget_s``. Raises ConfigError naming what differs.
+    Returns ``{"sac", "settings", "source"}``."""
+    file = os.path.join(path, "race.json") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise ConfigError(f"--sac-from: {file} does not exist")
+    with open(file) as f:
+        old = json.load(f)
+    if "sac" not in old:
+        raise ConfigError(f"--sac-from: {file} has no SAC curves (a --no-sac race)")
+    for key, ours in (("task", cfg.task), ("device", device),
+                      ("num_eval_envs", cfg.num_eval_envs),
+                      ("episode_length", cfg.episode_length)):
+        if old.get(key) != ours:
+            raise ConfigError(f"--sac-from: {file} has {key} {old.get(key)!r}, this race "
+                              f"{ours!r}")
+    missing = [s for s in seeds if str(s) not in old["sac"]["seeds"]]
+    if missing:
+        raise ConfigError(f"--sac-from: {file} has SAC seeds {sorted(old['sac']['seeds'])}, "
+                          f"not {missing}")
+    if old["budget_s"] < budget_s:
+        raise ConfigError(f"--sac-from: {file} ran {old['budget_s']:g} s per seed, less than "
+                          f"--budget-s {budget_s:g}")
+    curves = {}
+    for s in seeds:
+        pts = old["sac"]["seeds"][str(s)]
+        epochs = np.diff([p["train_s"] for p in pts[1:]]) if len(pts) > 2 else [0.0]
+        stop = budget_s - 0.5 * float(np.median(epochs))
+        keep = [pts[0]]
+        for p in pts[1:]:
+            keep.append(p)
+            if p["train_s"] >= stop:
+                break
+        curves[str(s)] = keep
+    sac = {k: v for k, v in old["sac"].items() if k not in ("seeds", "summary")}
+    sac["seeds"] = curves
+    return {"sac": sac, "settings": old["sac_settings"],
+            "source": {"path": file, "command": old["command"], "budget_s": old["budget_s"]}}
+
+
 # -------------------------------------------------------------------------------- reporting
 def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
     """A seed's evaluation return as a step function of ``x_key``: at each grid value, the last
@@ -302,6 +347,9 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
     text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
             f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
             f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
+            + ("" if "sac_from" not in race else
+               f"SAC's curves are not from this run: reused from `{race['sac_from']['path']}` "
+               f"(`{race['sac_from']['command']}`), cut at this budget.\n\n")
             + "\n".join(rows) + "\n")
     with open(os.path.join(out, "race.md"), "w") as f:
         f.write(text)
@@ -370,6 +418,10 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--vmap-seeds", action="store_true",
                    help="train QVPO's seeds as one vmapped batch sharing the budget")
     p.add_argument("--no-sac", action="store_true", help="QVPO only (no baseline)")
+    p.add_argument("--sac-from", default=None, metavar="RACE",
+                   help="do not train SAC: take its curves from an earlier race (its race.json "
+                        "or directory) on the same task, device and evaluation protocol, cut at "
+                        "this budget; the report names the source")
     p.add_argument("--target", type=float, default=None,
                    help="also report each seed's training time to its first evaluation return "
                         "at or above this value")
@@ -403,6 +455,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         raise ConfigError(f"--seeds must be >= 1, got {ns.seeds}")
     if ns.points < 1:
         raise ConfigError(f"--points must be >= 1, got {ns.points}")
+    if ns.sac_from is not None and (ns.no_sac or sac_over):
+        raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
+                          "cannot be combined with --no-sac or --sac.FIELD=VALUE")
     return ns, config_over, sac_over
 
 
@@ -420,7 +475,13 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
                 log(write_report(json.load(f), ns.out, ns.target))
             return 0
         cfg = resolve(load_run_config(ns.config, config_over))
-        settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
+        reused = None
+        if ns.sac_from is not None:
+            reused = reuse_sac(ns.sac_from, cfg, list(range(cfg.seed, cfg.seed + ns.seeds)),
+                               ns.budget_s, jax.devices()[0].device_kind)
+            settings = reused["settings"]
+        else:
+            settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -432,16 +493,18 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
         "jax_persistent_cache_min_entry_size_bytes")}
     try:
-        return _race(ns, cfg, settings, argv, out, cache, log)
+        return _race(ns, cfg, settings, argv, out, cache, log, reused)
     finally:  # leave the process's cache settings as they were
         for k, v in previous.items():
             jax.config.update(k, v)
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None]) -> int:
+def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None],
+          reused: dict | None = None) -> int:
     """Both learners' runs and the report (``main`` after validation), with SAC's compiled
-    programs kept in the fresh cache directory ``cache``."""
+    programs kept in the fresh cache directory ``cache``; ``reused`` (from ``reuse_sac``) replaces
+    SAC's runs with an earlier race's curves."""
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -465,7 +528,12 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
     # Curves are saved after each learner, so a failed run keeps them (--report redraws).
     race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
     save()
-    if settings is not None:
+    if reused is not None:
+        race["sac"], race["sac_from"] = reused["sac"], reused["source"]
+        log(f"SAC: curves of seeds {seeds} reused from {reused['source']['path']} "
+            f"({reused['source']['command']})")
+        save()
+    elif settings is not None:
         race["sac"] = run_sac(cfg.task, settings, seeds, ns.budget_s,
                               derive(cfg).env_steps_per_chunk, cfg.episode_length,
                               cfg.num_eval_envs, log)

@@ -136,7 +136,8 @@ def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
     return acting.QVPONetworks(
         actor=NoiseModel(obs_size, action_size, tuple(net.actor_hidden), net.time_dim,
                          net.time_hidden, precision),
-        critic=Critic(obs_size, action_size, tuple(net.critic_hidden), precision),
+        critic=Critic(obs_size, action_size, tuple(net.critic_hidden), precision,
+                      net.critic_layer_norm),
         schedule=diffusion.make_schedule(cfg.diffusion_steps, cfg.beta_schedule),
         normalize_observations=cfg.normalize_observations,
         scan_unroll=cfg.scan_unroll,

@@ -116,6 +116,37 @@ def test_split_first_layer_equals_concat_mlp():
     np.testing.assert_allclose(model.apply(params, a_t, t, obs, 4), ref, rtol=1e-5, atol=1e-6)
 
 
+def test_layer_norm_critic_matches_a_plain_numpy_mlp():
+    """Both heads of the LayerNorm critic equal [s, a] -> (affine, LayerNorm, Mish) x 2 -> affine,
+    written out in float64 numpy, with non-trivial scales and biases; without the option the
+    parameters have no LayerNorm entries."""
+    assert "ln" not in Critic(5, 3, (16, 16)).init(jax.random.PRNGKey(0))
+    critic = Critic(5, 3, (16, 12), layer_norm=True)
+    params = critic.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    params["ln"] = [{"scale": jnp.asarray(rng.normal(size=ln["scale"].shape), jnp.float32),
+                     "bias": jnp.asarray(rng.normal(size=ln["bias"].shape), jnp.float32)}
+                    for ln in params["ln"]]
+    obs = rng.normal(size=(7, 5)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(7, 3)).astype(np.float32)
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+
+    def ln(h, scale, bias):
+        z = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+        return z * scale + bias
+
+    def np_mish(x):
+        return x * np.tanh(np.log1p(np.exp(x)))
+
+    for head in range(2):
+        h = obs @ p["first"]["w_s"][head] + act @ p["first"]["w_a"][head] + p["first"]["b"][head]
+        h = np_mish(ln(h, p["ln"][0]["scale"][head], p["ln"][0]["bias"][head]))
+        h = h @ p["trunk"][0]["w"][head] + p["trunk"][0]["b"][head]
+        h = np_mish(ln(h, p["ln"][1]["scale"][head], p["ln"][1]["bias"][head]))
+        q = (h @ p["trunk"][1]["w"][head] + p["trunk"][1]["b"][head])[:, 0]
+        np.testing.assert_allclose(critic.apply(params, obs, act)[head], q, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode, tol", [("float32", 1e-6), ("tensorfloat32", 1e-6),
                                        ("bfloat16", 1e-2)])
 def test_matmul_modes_against_float64(mode, tol):

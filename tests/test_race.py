@@ -87,6 +87,64 @@ def test_time_to_target_and_report_from_a_saved_race(tmp_path, capsys):
     assert json.loads((tmp_path / "race.json").read_text())["qvpo"]["summary"]["target"] == 20.0
 
 
+def _earlier_sac_race(tmp_path, **changes):
+    """An earlier race's race.json with SAC seeds 1 and 2: epochs of 30 s, 600 s budget."""
+    pts = [{"train_s": 0.0, "env_steps": 0, "return": 5.0}] + [
+        {"train_s": 30.0 * i + 1.0, "env_steps": 8192 * i, "return": 10.0 * i}
+        for i in range(1, 21)]
+    old = {"command": "python -m mjx_qvpo.race --budget-s 600 ...", "task": "hopper",
+           "device": "cpu", "budget_s": 600.0, "seeds": [1, 2], "num_eval_envs": 8,
+           "episode_length": 1000, "sac_settings": {"num_envs": 128},
+           "sac": {"compile_s": 117.0, "warmup_s": 177.0, "epoch_env_steps": 8192,
+                   "seeds": {"1": pts, "2": pts}, "summary": {"stale": True}}}
+    old.update(changes)
+    (tmp_path / "race.json").write_text(json.dumps(old))
+    return tmp_path
+
+
+def test_reused_sac_curves_are_cut_like_a_run_of_this_budget(tmp_path):
+    """--sac-from takes an earlier race's SAC curves, cut where run_sac would have stopped (the
+    first epoch ending within half an epoch of the budget), with its settings and its source;
+    a race that does not match (task, device, protocol, seeds, budget) is refused by name."""
+    from mjx_qvpo.config import ConfigError, resolve
+    from mjx_qvpo.train import load_run_config
+
+    cfg = resolve(load_run_config("configs/cpu/hopper.py", {"seed": 1}))
+    d = _earlier_sac_race(tmp_path)
+    got = race.reuse_sac(str(d), cfg, [1, 2], 300.0, "cpu")
+    pts = got["sac"]["seeds"]["1"]
+    assert [p["train_s"] for p in pts][-2:] == [271.0, 301.0]  # 301 >= 300 - 15, then stop
+    assert set(got["sac"]["seeds"]) == {"1", "2"} and "summary" not in got["sac"]
+    assert got["sac"]["compile_s"] == 117.0 and got["settings"] == {"num_envs": 128}
+    assert got["source"]["path"] == str(d / "race.json") and got["source"]["budget_s"] == 600.0
+    assert len(race.reuse_sac(str(d / "race.json"), cfg, [1], 600.0, "cpu")["sac"]["seeds"]
+               ["1"]) == 21
+    for args, message in [((cfg, [1], 300.0, "NVIDIA H100"), "device 'cpu'"),
+                          ((cfg, [3], 300.0, "cpu"), r"not \[3\]"),
+                          ((cfg, [1], 900.0, "cpu"), "less than --budget-s 900")]:
+        with pytest.raises(ConfigError, match=message):
+            race.reuse_sac(str(d), *args)
+    with pytest.raises(ConfigError, match="has task 'walker2d', this race 'hopper'"):
+        race.reuse_sac(str(_earlier_sac_race(tmp_path, task="walker2d")), cfg, [1], 300.0, "cpu")
+    with pytest.raises(ConfigError, match="does not exist"):
+        race.reuse_sac(str(tmp_path / "nowhere"), cfg, [1], 300.0, "cpu")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--no-sac"], "cannot be combined with --no-sac"),
+    ([], "has num_eval_envs 8, this race 2"),
+])
+def test_sac_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, extra, message):
+    (tmp_path / "old").mkdir()
+    d = _earlier_sac_race(tmp_path / "old")
+    assert race.main(["--config", "configs/cpu/hopper.py", "--budget-s", "60", "--seed", "1",
+                      "--config.num_eval_envs=2", "--sac-from", str(d), *extra,
+                      "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_a_short_race_writes_both_curves(tmp_path):
     """Both learners train on inverted_pendulum for a few seconds each and are evaluated on the
