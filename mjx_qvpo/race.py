@@ -242,19 +242,65 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             "seeds": out}
 
 
+def _load_race(path: str, flag: str = "--merge") -> dict:
+    """A saved race (its race.json or directory), with ``path`` recorded; ConfigError if absent."""
+    file = os.path.join(path, "race.json") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise ConfigError(f"{flag}: {file} does not exist")
+    with open(file) as f:
+        return {**json.load(f), "path": file}
+
+
+def merge_races(races: Sequence[dict]) -> dict:
+    """One race from several that differ only in their seeds (for example seeds raced in separate
+    processes): same task, device, budget, evaluation protocol, QVPO config apart from ``seed``,
+    SAC settings and learners; the seeds must not overlap. Compile times are the parts' means;
+    ``parts`` keeps each part's path, command and SAC source. Raises ConfigError naming what
+    differs."""
+    first = races[0]
+
+    def key(r):
+        cfg = {k: v for k, v in r["qvpo_config"].items() if k != "seed"}
+        return (r["task"], r["device"], r["budget_s"], r["num_eval_envs"], r["episode_length"],
+                json.dumps(cfg, sort_keys=True), json.dumps(r.get("sac_settings"), sort_keys=True),
+                "qvpo" in r, "sac" in r)
+    names = ("task", "device", "budget_s", "num_eval_envs", "episode_length", "qvpo_config",
+             "sac_settings", "QVPO curves", "SAC curves")
+    for r in races[1:]:
+        for name, a, b in zip(names, key(first), key(r)):
+            if a != b:
+                raise ConfigError(f"--merge: {r['path']} and {first['path']} differ in {name}")
+    seeds = [s for r in races for s in r["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--merge: the races share seeds ({sorted(seeds)})")
+    out = {k: v for k, v in first.items() if k not in ("path", "sac_from", "qvpo", "sac")}
+    out["seeds"] = seeds
+    out["command"] = " ; ".join(r["command"] for r in races)
+    out["parts"] = [{"path": r["path"], "command": r["command"], "sac_from": r.get("sac_from")}
+                    for r in races]
+    reused = [r["sac_from"] for r in races if "sac_from" in r]
+    if reused:
+        out["sac_from"] = {"path": ", ".join(x["path"] for x in reused),
+                           "command": " ; ".join(x["command"] for x in reused)}
+    for name in ("qvpo", "sac"):
+        if name in first:
+            part = {k: v for k, v in first[name].items() if k not in ("seeds", "summary")}
+            part["compile_s"] = float(np.mean([r[name]["compile_s"] for r in races]))
+            part["seeds"] = {s: pts for r in races for s, pts in r[name]["seeds"].items()}
+            out[name] = part
+    return out
+
+
 def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str) -> dict:
     """SAC's curves for ``seeds`` from an earlier race (``path``: its race.json or directory),
     cut at ``budget_s`` by the rule ``run_sac`` stops by (after the first epoch that ends within
-    half a median epoch of the budget, or past it). SAC does not
-    depend on QVPO's config, so a baseline need not be retrained for every QVPO variant; the
-    earlier race must be on the same task, device kind and evaluation protocol, and have run
-    every one of ``seeds`` for at least ``budget_s``. Raises ConfigError naming what differs.
+    half a median epoch of the budget, or past it). SAC does not depend on QVPO's config, so a
+    baseline need not be retrained for every QVPO variant; the earlier race must be on the same
+    task, device kind and evaluation protocol, and have run every one of ``seeds`` for at least
+    ``budget_s``. Raises ConfigError naming what differs.
     Returns ``{"sac", "settings", "source"}``."""
-    file = os.path.join(path, "race.json") if os.path.isdir(path) else path
-    if not os.path.exists(file):
-        raise ConfigError(f"--sac-from: {file} does not exist")
-    with open(file) as f:
-        old = json.load(f)
+    old = _load_race(path, "--sac-from")
+    file = old["path"]
     if "sac" not in old:
         raise ConfigError(f"--sac-from: {file} has no SAC curves (a --no-sac race)")
     for key, ours in (("task", cfg.task), ("device", device),
@@ -348,7 +394,8 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
             f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
             f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
             + ("" if "sac_from" not in race else
-               f"SAC's curves are not from this run: reused from `{race['sac_from']['path']}` "
+               f"SAC's curves were not (all) trained by this race: reused from "
+               f"`{race['sac_from']['path']}` "
                f"(`{race['sac_from']['command']}`), cut at this budget.\n\n")
             + "\n".join(rows) + "\n")
     with open(os.path.join(out, "race.md"), "w") as f:
@@ -428,6 +475,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--report", action="store_true",
                    help="train nothing: rewrite race.md and race.png from OUT/race.json "
                         "(e.g. with another --target)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RACE",
+                   help="with --report: first write OUT/race.json from these races (their "
+                        "race.json or directories), which differ only in their seeds")
     config_over, sac_over, rest = {}, {}, []
     args = list(argv)
     while args:
@@ -444,6 +494,8 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         if ns.out is None:
             raise ConfigError("--report needs --out DIR (the race directory to report on)")
         return ns, config_over, sac_over
+    if ns.merge is not None:
+        raise ConfigError("--merge works with --report only (it trains nothing)")
     for flag, value in (("--config", ns.config), ("--budget-s", ns.budget_s)):
         if value is None:
             raise ConfigError(f"the following arguments are required: {flag} (see --help)")
@@ -469,6 +521,11 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         ns, config_over, sac_over = parse_cli(argv)
         if ns.report:
             path = os.path.join(ns.out, "race.json")
+            if ns.merge is not None:
+                merged = merge_races([_load_race(p) for p in ns.merge])
+                os.makedirs(ns.out, exist_ok=True)
+                with open(path, "w") as f:
+                    json.dump(merged, f, indent=1)
             if not os.path.exists(path):
                 raise ConfigError(f"--report: {path} does not exist")
             with open(path) as f:

@@ -2,6 +2,7 @@
 curves it reduces and plots, and (slow) a real race on inverted_pendulum."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -143,6 +144,39 @@ def test_sac_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, ext
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def _saved_race(tmp_path, name, seed, **qvpo_changes):
+    """A race.json of one seed under tmp_path/name (QVPO and SAC curves, a small config)."""
+    pts = [{"train_s": t, "env_steps": 100 * t, "return": seed * t} for t in (0.0, 5.0, 10.0)]
+    r = {"command": f"race --seed {seed}", "task": "hopper", "device": "cpu", "budget_s": 10.0,
+         "seeds": [seed], "num_eval_envs": 8, "episode_length": 1000,
+         "qvpo_config": {"seed": seed, "gamma": 0.997, **qvpo_changes},
+         "sac_settings": {"num_envs": 128},
+         "qvpo": {"compile_s": 50.0 + seed, "seeds": {str(seed): pts}},
+         "sac": {"compile_s": 100.0, "seeds": {str(seed): pts}}}
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "race.json").write_text(json.dumps(r))
+    return str(tmp_path / name)
+
+
+def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
+    a, b = _saved_race(tmp_path, "a", 1), _saved_race(tmp_path, "b", 2)
+    out = tmp_path / "both"
+    assert race.main(["--report", "--merge", a, b, "--out", str(out)]) == 0
+    r = json.loads((out / "race.json").read_text())
+    assert r["seeds"] == [1, 2] and set(r["qvpo"]["seeds"]) == set(r["sac"]["seeds"]) == {"1", "2"}
+    assert r["qvpo"]["compile_s"] == 51.5 and [p["path"] for p in r["parts"]] == [
+        os.path.join(a, "race.json"), os.path.join(b, "race.json")]
+    assert "| QVPO | 15 +- 5 | 10, 20 |" in (out / "race.md").read_text()
+    assert (out / "race.png").exists()
+    for races, message in [(["a", "a"], "share seeds"), (["a", "c"], "differ in qvpo_config")]:
+        if not (tmp_path / "c").exists():
+            _saved_race(tmp_path, "c", 3, gamma=0.99)
+        with pytest.raises(race.ConfigError, match=message):
+            race.merge_races([race._load_race(str(tmp_path / n)) for n in races])
+    assert race.main(["--config", "configs/cpu/hopper.py", "--budget-s", "5", "--merge", a]) == 2
+    assert "--merge works with --report only" in capsys.readouterr().err
 
 
 @pytest.mark.slow
