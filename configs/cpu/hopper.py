@@ -7,10 +7,11 @@ steps, K = 8 training candidates, observation normalization (mjx_qvpo.config.fas
 QVPO itself (best-of-K behavior and
 evaluation, Q-weighted VLO, entropy term) is unchanged. Evaluations of 8 episodes of 1,000 steps.
 
-It still loses. With gamma 0.997 (SAC's discount; see get_config) QVPO reaches about 1,040 in
-the 30-minute race (seed 1) and stays there from 800 s on, where gamma 0.99 stayed at about 430;
-Brax SAC reaches 3,156 (results/race/README.md, which also shows that T = 10, K = 16, B = 256, a
-256x256 critic, a LayerNorm critic or 4x the updates per env step are no better on the clock).
+It still loses. With gamma 0.997 (SAC's discount; see get_config) QVPO reaches about 1,000 in
+the 30-minute race by about 800 s and stays near it (1,046 and 982 at the budget on seeds 1 and 2),
+where gamma 0.99 stayed at about 430; Brax SAC reaches 3,156 (results/race/README.md, which also
+shows that T = 10, K = 16, B = 256, a 256x256 critic, a LayerNorm critic, 4x the updates per env
+step or a stronger entropy term are no better on the clock).
 
 The GPU-sized config is configs/hopper.py; the paper's setting is configs/paper/hopper.py.
 """
