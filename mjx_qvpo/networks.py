@@ -75,12 +75,14 @@ def matmul(x: jax.Array, w: jax.Array, mode: str = "float32") -> jax.Array:
     return jnp.dot(x, w, precision=precision)
 
 
-def _apply_trunk(layers: list[Params], h: jax.Array, precision: str) -> jax.Array:
-    """Apply hidden layers with Mish after each but the last (the output layer is linear)."""
+def _apply_trunk(layers: list[Params], h: jax.Array, precision: str,
+                 norms: list[Params] | None = None) -> jax.Array:
+    """Apply hidden layers with Mish after each but the last (the output layer is linear); with
+    ``norms``, hidden layer i is LayerNorm-ed by ``norms[i]`` before its Mish."""
     for i, layer in enumerate(layers):
         h = matmul(h, layer["w"], precision) + layer["b"]
         if i < len(layers) - 1:
-            h = mish(h)
+            h = mish(h if norms is None else layer_norm(h, norms[i]))
     return h
 
 
@@ -188,14 +190,10 @@ class Critic:
         """Both heads' Q for actions (..., d) given state features (2, ..., h) that broadcast: (2, ...)."""
         def one(p, f):
             h = matmul(actions, p["first"]["w_a"], self.precision) + f
-            if not self.layer_norm:
-                return _apply_trunk(p["trunk"], mish(h), self.precision)[..., 0]
-            h = mish(layer_norm(h, p["ln"][0]))
-            for i, layer in enumerate(p["trunk"][:-1]):
-                h = mish(layer_norm(matmul(h, layer["w"], self.precision) + layer["b"],
-                                    p["ln"][i + 1]))
-            out = p["trunk"][-1]
-            return (matmul(h, out["w"], self.precision) + out["b"])[..., 0]
+            if self.layer_norm:
+                h = layer_norm(h, p["ln"][0])
+            norms = p["ln"][1:] if self.layer_norm else None
+            return _apply_trunk(p["trunk"], mish(h), self.precision, norms)[..., 0]
         return jax.vmap(one)(params, features)
 
     def apply(self, params: Params, obs: jax.Array, actions: jax.Array) -> jax.Array:

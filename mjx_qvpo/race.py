@@ -193,6 +193,13 @@ def _sac_train(task: str, settings: dict, *, seed: int, num_epochs: int, epoch_e
                                                 hidden_layer_sizes=hidden), **s)
 
 
+def sac_budget_reached(clock: float, epoch_times: Sequence[float], budget_s: float) -> bool:
+    """SAC's stopping test after an epoch that ended at ``clock`` seconds of training: stop if
+    half a median epoch (of ``epoch_times`` so far) would reach ``budget_s``, so the last epoch
+    ends as close to the budget as the epoch length allows."""
+    return clock + 0.5 * float(np.median(epoch_times)) >= budget_s
+
+
 def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             epoch_env_steps: int, episode_length: int, num_eval_envs: int,
             log: Callable[[str], None] = print) -> dict:
@@ -226,7 +233,7 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             last[0] = clock
             log(f"  SAC seed {seed} {clock:7.1f} s  {int(step):>9,d} env steps  eval "
                 f"{pts[-1]['return']:9.1f}")
-            if clock + 0.5 * float(np.median(epoch_times)) >= budget_s:
+            if sac_budget_reached(clock, epoch_times, budget_s):
                 raise _BudgetReached
 
         try:
@@ -293,8 +300,8 @@ def merge_races(races: Sequence[dict]) -> dict:
 
 def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str) -> dict:
     """SAC's curves for ``seeds`` from an earlier race (``path``: its race.json or directory),
-    cut at ``budget_s`` by the rule ``run_sac`` stops by (after the first epoch that ends within
-    half a median epoch of the budget, or past it). SAC does not depend on QVPO's config, so a
+    cut at ``budget_s`` by ``run_sac``'s stopping test (``sac_budget_reached``, with that seed's
+    epoch times so far). SAC does not depend on QVPO's config, so a
     baseline need not be retrained for every QVPO variant; the earlier race must be on the same
     task, device kind and evaluation protocol, and have run every one of ``seeds`` for at least
     ``budget_s``. Raises ConfigError naming what differs.
@@ -319,12 +326,11 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
     curves = {}
     for s in seeds:
         pts = old["sac"]["seeds"][str(s)]
-        epochs = np.diff([p["train_s"] for p in pts[1:]]) if len(pts) > 2 else [0.0]
-        stop = budget_s - 0.5 * float(np.median(epochs))
-        keep = [pts[0]]
+        keep, epochs = [pts[0]], []   # pts[0] is the evaluation before training
         for p in pts[1:]:
+            epochs.append(p["train_s"] - keep[-1]["train_s"])
             keep.append(p)
-            if p["train_s"] >= stop:
+            if sac_budget_reached(p["train_s"], epochs, budget_s):
                 break
         curves[str(s)] = keep
     sac = {k: v for k, v in old["sac"].items() if k not in ("seeds", "summary")}
@@ -520,16 +526,13 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     try:
         ns, config_over, sac_over = parse_cli(argv)
         if ns.report:
-            path = os.path.join(ns.out, "race.json")
-            if ns.merge is not None:
-                merged = merge_races([_load_race(p) for p in ns.merge])
+            if ns.merge is not None:   # write_report saves the merged race.json
+                saved = merge_races([_load_race(p) for p in ns.merge])
                 os.makedirs(ns.out, exist_ok=True)
-                with open(path, "w") as f:
-                    json.dump(merged, f, indent=1)
-            if not os.path.exists(path):
-                raise ConfigError(f"--report: {path} does not exist")
-            with open(path) as f:
-                log(write_report(json.load(f), ns.out, ns.target))
+            else:
+                saved = _load_race(os.path.join(ns.out, "race.json"), "--report")
+                del saved["path"]
+            log(write_report(saved, ns.out, ns.target))
             return 0
         cfg = resolve(load_run_config(ns.config, config_over))
         reused = None
