@@ -9,8 +9,10 @@
 #  2. profile of the fused training step, reference sampler, float32;
 #  3-6. fused training step (N=1024, U=128, quick chunk) reference vs pallas, float32 then
 #     bfloat16 matmuls, with each chunk's compile time;
-#  7. profile with bfloat16 matmuls; 8. profile with the pallas sampler (if time is left).
+#  7. profile with the pallas sampler; 8. profile with bfloat16 matmuls (if time is left).
 # scan_unroll=1 throughout (the GPU compile is the cost that matters there).
+# TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
+# brings back at most 8 files from $OUT, and a call cut off at its limit still returns the last pack.
 # FULL=1 instead runs the earlier full bench (parts, precisions, Brax SAC) and the num_envs sweep.
 set -u
 OUT=${1:?usage: gpu_bench.sh OUT_DIR [CONFIG] [TIME_BUDGET_S]}
@@ -44,6 +46,11 @@ stage() {
   local rc=${PIPESTATUS[0]}
   echo "gpu_bench: $name rc=$rc $((SECONDS - t0)) s (at $((SECONDS - start)) s)" | tee -a "$OUT/stages.txt"
   tail -n 25 "$OUT/$name.log"
+  pack
+}
+
+pack() {
+  if [ -n "${TAR:-}" ]; then tar czf "$TAR" --exclude=profile_trace -C "$OUT" .; fi
 }
 
 if [ -n "${FULL:-}" ]; then
@@ -56,7 +63,7 @@ if [ -n "${FULL:-}" ]; then
 fi
 
 U1=--config.scan_unroll=1
-stage sampler 120 150 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
+stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
 stage profile_f32 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --out "$OUT/profile"
 for prec in float32 bfloat16; do
@@ -67,9 +74,10 @@ for prec in float32 bfloat16; do
       --out "$OUT/fused_${prec}_${sampler}"
   done
 done
-stage profile_bf16 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
-  --config.matmul_precision=bfloat16 --out "$OUT/profile"
 stage profile_pallas 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.sampler=pallas --out "$OUT/profile"
+stage profile_bf16 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+  --config.matmul_precision=bfloat16 --out "$OUT/profile"
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
-echo "gpu_bench: done after $((SECONDS - start)) s"
+echo "gpu_bench: done after $((SECONDS - start)) s" | tee -a "$OUT/stages.txt"
+pack
