@@ -86,36 +86,38 @@ def _act(h: jax.Array, dtype) -> jax.Array:
     return mish(h.astype(dtype).astype(jnp.float32)).astype(dtype)
 
 
-def _step_constants(sched) -> list[tuple[float, float, float, float, float]]:
-    """Per-step scalars (sqrt(1/abar), sqrt(1/abar - 1), c1, c2, sigma) as Python floats of the
-    schedule's float32 values, so the kernel multiplies by exactly the reference's constants.
-    sigma is exp(0.5 log var) in float32 (the reference computes it the same way at run time)."""
+def _step_constants(sched) -> np.ndarray:
+    """Per-step scalars as a (5, T) float32 array in loop order (column i is step t = T-1-i):
+    sqrt(1/abar), sqrt(1/abar - 1), c1, c2 and sigma, the schedule's own float32 values, so the
+    kernel multiplies by exactly the reference's constants. sigma is exp(0.5 log var) in float32
+    (the reference computes it the same way at run time) and 0 at t = 0, where the reference
+    adds 0 * z."""
     sigma = np.exp(np.float32(0.5) * sched.posterior_log_variance_clipped.astype(np.float32))
-    return [(float(sched.sqrt_recip_alphas_cumprod[t]), float(sched.sqrt_recipm1_alphas_cumprod[t]),
-             float(sched.posterior_mean_coef1[t]), float(sched.posterior_mean_coef2[t]),
-             float(sigma[t])) for t in range(sched.num_steps)]
+    sigma[0] = 0.0
+    rows = [sched.sqrt_recip_alphas_cumprod, sched.sqrt_recipm1_alphas_cumprod,
+            sched.posterior_mean_coef1, sched.posterior_mean_coef2, sigma]
+    return np.stack([np.asarray(r, np.float32)[::-1] for r in rows])
 
 
-def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activations,
-            k_chunk):
+def _kernel(c_ref, a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, num_steps, mode,
+            bf16_activations, k_chunk):
     """One tile of rows through all T denoising steps (docs/algorithm.md section 1).
 
-    Refs: a_T (tile, d), noise (T, tile, d), state share (tile, H0), time shares (T, H0),
-    w_a (d, H0), then (w, b) of each trunk layer, then the output (tile, d). The step loop is
-    unrolled in Python (T is static, about 20): each step's schedule constants become literals and
-    each step reads its noise and time share at a static index.
+    Refs: the step constants (5, T') in loop order (see _step_constants), a_T (tile, d), noise
+    (T, tile, d), state share (tile, H0), time shares (T', H0) in loop order, w_a (d, H0), then
+    (w, b) of each trunk layer, then the output (tile, d). The step loop is a ``fori_loop``
+    (Triton's scf.for), not unrolled: on an H100 the kernel with T Python-unrolled steps was still
+    compiling after 100 s, and the loop's body is one step's code whatever T is.
     """
     *layer_refs, out_ref = refs
     layers = list(zip(layer_refs[0::2], layer_refs[1::2]))
-    num_steps = len(consts)
     act_dtype = jnp.bfloat16 if bf16_activations else jnp.float32
-    a = a_ref[...]
     s = s_ref[...]
-    for i in range(num_steps):
-        t = num_steps - 1 - i
-        sr, srm1, c1, c2, sigma = consts[t]
+
+    def step(i, a):
+        sr, srm1, c1, c2, sigma = (c_ref[j, i] for j in range(5))
         # Same association as the reference: (a W_a) + (state share + time share).
-        h = _dot(a, wa_ref[...], mode) + (s + tf_ref[t][None, :])
+        h = _dot(a, wa_ref[...], mode) + (s + tf_ref[pl.ds(i, 1), :])
         h = _act(h, act_dtype)
         for j, (w_ref, b_ref) in enumerate(layers):
             h = _layer_dot(h, w_ref, mode, k_chunk) + b_ref[...]
@@ -123,9 +125,10 @@ def _kernel(a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, consts, mode, bf16_activ
                 h = _act(h, act_dtype)
         h = h.astype(jnp.float32)
         a0 = jnp.clip(sr * a - srm1 * h, -1.0, 1.0)
-        mean = c1 * a0 + c2 * a
-        # The reference adds sigma_0 * z = 0 * z at t = 0; adding nothing is the same number.
-        a = mean + sigma * z_ref[i] if t > 0 else mean
+        # sigma is 0 at the last step (t = 0): the reference's 0 * z there, the same number.
+        return c1 * a0 + c2 * a + sigma * z_ref[i, :, :]
+
+    a = jax.lax.fori_loop(0, num_steps, step, a_ref[...])
     out_ref[...] = jnp.clip(a, -1.0, 1.0)
 
 
@@ -154,21 +157,24 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     tile = min(_pow2(tile_rows, lo=16), _pow2(rows))
     rows_p = tile * math.ceil(rows / tile)
 
+    steps_p = _pow2(num_steps, lo=1)
+    c_in = _pad2(jnp.asarray(_step_constants(sched)), 5, steps_p)
+    c_in = jnp.pad(c_in, ((0, 3), (0, 0)))   # 8 rows: every block dimension a power of two
     a_in = _pad2(a_T, rows_p, dp)
     z_in = jnp.pad(noise, ((0, 0), (0, rows_p - rows), (0, dp - d)))
     s_in = _pad2(s_feat, rows_p, h0)
-    tf_in = _pad2(t_feat, num_steps, h0)
+    tf_in = _pad2(t_feat[::-1], steps_p, h0)   # loop order: row i is step t = T-1-i
     wa_in = _pad2(params["first"]["w_a"], dp, h0)
     layer_in = []
     for layer, fan_in, fan_out in zip(params["trunk"], padded[:-1], padded[1:]):
         layer_in += [_pad2(layer["w"], fan_in, fan_out), _pad2(layer["b"][None, :], 1, fan_out)]
 
     full = lambda shape: pl.BlockSpec(shape, lambda i: (0,) * len(shape))  # noqa: E731
-    in_specs = [pl.BlockSpec((tile, dp), lambda i: (i, 0)),
+    in_specs = [full(c_in.shape), pl.BlockSpec((tile, dp), lambda i: (i, 0)),
                 pl.BlockSpec((num_steps, tile, dp), lambda i: (0, i, 0)),
                 pl.BlockSpec((tile, h0), lambda i: (i, 0)),
                 full(tf_in.shape), full(wa_in.shape)] + [full(x.shape) for x in layer_in]
-    kernel = functools.partial(_kernel, consts=_step_constants(sched), mode=model.precision,
+    kernel = functools.partial(_kernel, num_steps=num_steps, mode=model.precision,
                                k_chunk=None if k_chunk is None else _pow2(k_chunk),
                                bf16_activations=bf16_activations and model.precision == "bfloat16")
     out = pl.pallas_call(
@@ -182,7 +188,7 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
         # Triton, not the Mosaic GPU backend that recent JAX picks by default: this kernel is
         # written for Triton's model (one program per tile, whole blocks as values).
         compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps),
-    )(a_in, z_in, s_in, tf_in, wa_in, *layer_in)
+    )(c_in, a_in, z_in, s_in, tf_in, wa_in, *layer_in)
     return out[:rows, :d]
 
 

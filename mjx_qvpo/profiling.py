@@ -45,17 +45,45 @@ _PATTERNS = [
 
 
 def classify(name: str, hlo_op: str = "") -> str:
-    """The class (one of CLASSES) of one profiled operation from its kernel/thunk name and HLO op.
+    """The class (one of CLASSES) of one profiled operation from its kernel/thunk name, or from
+    its HLO op when the name matches no class.
 
+    The name decides first because on a GPU the ``hlo_op`` of a kernel launched from a command
+    buffer (a CUDA graph, which XLA builds for loop bodies) can name other operations of that
+    buffer: on an H100 (JAX 0.11.2), classifying "name hlo_op" together put 99.9% of the step,
+    Mish's ``loop_divide_fusion`` and memsets included, under matrix products.
     On a GPU, while-loop control appears as a small compare kernel plus a device-to-host copy of
     the predicate per iteration (classed as fusions and copies); on the CPU as the ``while``
     thunk's self time.
     """
-    text = f"{name} {hlo_op}".lower()
-    for cls, pattern in _PATTERNS:
-        if re.search(pattern, text):
-            return cls
+    for text in (name.lower(), hlo_op.lower()):
+        for cls, pattern in _PATTERNS:
+            if re.search(pattern, text):
+                return cls
     return "other"
+
+
+def reclassify(profile: dict) -> dict:
+    """The class table of a saved reduced profile recomputed from its top operations with
+    ``classify`` (for profiles reduced by an older classifier whose raw trace is gone).
+
+    Operations outside the saved top list cannot be reclassified: their time goes to the row
+    "not in the top operations" so that the shares still sum to 1. Returns a new profile dict.
+    """
+    total = profile["total_self_us"]
+    classes = {c: {"self_us": 0.0, "share": 0.0, "count": 0} for c in CLASSES}
+    top = []
+    for row in profile["top_ops"]:
+        cls = classify(row["name"])
+        classes[cls]["self_us"] += row["self_us"]
+        classes[cls]["count"] += row["count"]
+        top.append({**row, "class": cls})
+    rest_us = total - sum(c["self_us"] for c in classes.values())
+    rest_n = profile["num_ops"] - sum(c["count"] for c in classes.values())
+    classes["not in the top operations"] = {"self_us": rest_us, "share": 0.0, "count": rest_n}
+    for c in classes.values():
+        c["share"] = c["self_us"] / total if total else 0.0
+    return {**profile, "classes": classes, "top_ops": top, "reclassified": True}
 
 
 def find_trace_file(log_dir: str) -> str:
@@ -220,6 +248,10 @@ def to_markdown(report: dict) -> str:
              f"summed self time {p['total_self_us'] / 1e6:.3f} s (on the CPU, thunks of several "
              f"worker threads overlap, so it can exceed the wall time).", "",
              "| class | self time, ms | share | operations |", "|---|---|---|---|"]
+    if p.get("reclassified"):
+        lines[-2:-2] = [f"Classes recomputed from the top {len(p['top_ops'])} operations by "
+                        "`python -m mjx_qvpo.profiling --reclassify` (the trace was reduced by an "
+                        "older classifier that read the HLO op before the kernel name).", ""]
     for cls, row in p["classes"].items():
         lines.append(f"| {cls} | {row['self_us'] / 1e3:,.1f} | {row['share']:.1%} | "
                      f"{row['count']:,} |")
@@ -231,6 +263,29 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CLASSES", "classify", "find_trace_file", "load_trace", "op_events", "self_times",
-           "reduce_trace", "capture", "profile_training_step", "to_markdown"]
+def main(argv=None) -> int:
+    """``python -m mjx_qvpo.profiling --reclassify IN.json OUT_STEM``: rewrite a saved profile
+    report's class table with the current classifier (``reclassify``) as OUT_STEM.{json,md}."""
+    import sys
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 3 or argv[0] != "--reclassify":
+        print("usage: python -m mjx_qvpo.profiling --reclassify IN.json OUT_STEM", file=sys.stderr)
+        return 2
+    with open(argv[1]) as f:
+        report = json.load(f)
+    report["profile"] = reclassify(report["profile"])
+    with open(argv[2] + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    md = to_markdown(report)
+    with open(argv[2] + ".md", "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+__all__ = ["CLASSES", "classify", "reclassify", "find_trace_file", "load_trace", "op_events", "self_times",
+           "reduce_trace", "capture", "profile_training_step", "to_markdown", "main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 

@@ -4,12 +4,12 @@
 #   bash scripts/gpu_bench.sh OUT_DIR [CONFIG] [TIME_BUDGET_S]
 # One device call (budget ~540 s) of issue 11, each stage saved under OUT_DIR as soon as it ends
 # (its own log, JSON and Markdown), so a timeout loses only the stage that was running:
-#  1. sampler check: the Pallas kernel as Triton compiled it against the reference sampler
-#     (max |difference|), and both samplers' time at the policy update's size (16,384 rows, T=20);
-#  2. profile of the fused training step, reference sampler, float32;
-#  3-6. fused training step (N=1024, U=128, quick chunk) reference vs pallas, float32 then
-#     bfloat16 matmuls, with each chunk's compile time;
-#  7. profile with the pallas sampler; 8. profile with bfloat16 matmuls (if time is left).
+#  1. quick sampler check (128 rows, T=4): does Triton compile the Pallas kernel, and does it
+#     give the reference's actions (bfloat16 first, then float32);
+#  2. profile of the fused training step with bfloat16 matmuls (reference sampler);
+#  3. fused training step (N=1024, U=128, quick chunk) bfloat16 reference, bfloat16 pallas, then
+#     the full-size sampler check and the pallas profile, then float32 pallas and reference,
+#     each with its chunk's compile time (later stages are skipped when the budget runs out).
 # scan_unroll=1 throughout (the GPU compile is the cost that matters there).
 # TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
 # brings back at most 8 files from $OUT, and a call cut off at its limit still returns the last pack.
@@ -63,21 +63,24 @@ if [ -n "${FULL:-}" ]; then
 fi
 
 U1=--config.scan_unroll=1
-stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
-stage profile_f32 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
-  --out "$OUT/profile"
-for prec in float32 bfloat16; do
-  for sampler in reference pallas; do
-    # A one-value sweep is the bench's fused-step-only path (with compile time).
-    stage "fused_${prec}_${sampler}" 80 100 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick \
-      --no-parts --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
-      --out "$OUT/fused_${prec}_${sampler}"
-  done
-done
-stage profile_pallas 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
-  --config.sampler=pallas --out "$OUT/profile"
-stage profile_bf16 90 120 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+# Order and caps from the first H100 call (results/bench/h100/): the float32 chunk compiles in
+# about 71 s there (so fused stages get 150 s), the float32 reference step and profile are
+# already measured, and the Pallas kernel is the open question, so its cheapest check comes first.
+stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
+stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.matmul_precision=bfloat16 --out "$OUT/profile"
+for spec in bfloat16_reference bfloat16_pallas float32_pallas float32_reference; do
+  prec=${spec%_*}; sampler=${spec#*_}
+  # A one-value sweep is the bench's fused-step-only path (with compile time).
+  stage "fused_${spec}" 100 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick \
+    --no-parts --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
+    --out "$OUT/fused_${spec}"
+  if [ "$spec" = bfloat16_pallas ]; then
+    stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
+    stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+      --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
+  fi
+done
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
 echo "gpu_bench: done after $((SECONDS - start)) s" | tee -a "$OUT/stages.txt"
 pack

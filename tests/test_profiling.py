@@ -89,9 +89,44 @@ def test_cpu_trace_nested_while_counts_self_time():
     ("dynamic-update-slice.4", "", "gather / scatter / slicing"),
     ("threefry2x32", "", "random numbers"),
     ("mystery_kernel", "", "other"),
+    # GPU command buffers: a kernel's hlo_op can name other operations; the kernel name decides.
+    ("loop_divide_fusion", "command_buffer dot.3 fusion.2", "fusions / elementwise"),
+    ("Memset 0", "gemm.1", "copies"),
+    ("kernel_17", "dot.3", "matrix products"),
 ])
 def test_classify(name, hlo, cls):
     assert profiling.classify(name, hlo) == cls
+
+
+def test_reclassify_recomputes_classes_from_top_ops(tmp_path):
+    """A saved profile whose classes an older classifier got wrong: the table is recomputed from
+    the top operations by name, the rest of the time is its own row, shares sum to 1."""
+    top = [{"name": "cutlass_80_simt_sgemm", "self_us": 50.0, "count": 4, "class": "x", "share": 0},
+           {"name": "loop_divide_fusion", "self_us": 30.0, "count": 3, "class": "x", "share": 0},
+           {"name": "Memset 0", "self_us": 10.0, "count": 2, "class": "x", "share": 0}]
+    prof = {"total_self_us": 100.0, "num_ops": 12, "top_ops": top,
+            "classes": {"matrix products": {"self_us": 100.0, "share": 1.0, "count": 12}}}
+    r = profiling.reclassify(prof)
+    c = r["classes"]
+    assert c["matrix products"]["self_us"] == 50 and c["matrix products"]["count"] == 4
+    assert c["fusions / elementwise"]["self_us"] == 30 and c["copies"]["self_us"] == 10
+    assert c["not in the top operations"] == {"self_us": 10.0, "share": 0.1, "count": 3}
+    assert sum(row["share"] for row in c.values()) == pytest.approx(1.0)
+    assert [row["class"] for row in r["top_ops"]] == ["matrix products", "fusions / elementwise",
+                                                       "copies"]
+    assert prof["classes"]["matrix products"]["self_us"] == 100.0   # the input is not changed
+    report = {"profile": prof, "config": {"task": "humanoid", "num_envs": 1, "updates_per_step": 1,
+              "batch_size": 1, "num_train_samples": 1, "diffusion_steps": 1,
+              "matmul_precision": "float32", "scan_unroll": 1}, "device": "d", "date": "t",
+              "versions": {"jax": "0"}, "command": "c"}
+    prof.update(chunks=1, training_steps=1, num_updates=1, traced_wall_s=1.0, train_step_s=1.0,
+                source="gpu streams", ops_per_update=12.0)
+    src = tmp_path / "p.json"
+    src.write_text(json.dumps(report))
+    assert profiling.main(["--reclassify", str(src), str(tmp_path / "q")]) == 0
+    md = (tmp_path / "q.md").read_text()
+    assert "| fusions / elementwise | 0.0 | 30.0% | 3 |" in md and "recomputed" in md
+    assert profiling.main(["--reclassify", str(src)]) == 2
 
 
 @pytest.mark.slow
