@@ -490,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device.device_kind, "backend": jax.default_backend(),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),   # they change compile time and speed
         "command": command, "quick": quick, "repeats": repeats, "config": cfg.to_dict(),
         "results": results, "sweeps": {}, "devices": []}
     os.makedirs(opts["out_dir"], exist_ok=True)
