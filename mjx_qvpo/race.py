@@ -22,6 +22,10 @@ Protocol (the same for both learners):
 * **Settings.** QVPO: the config file and overrides. SAC: the best settings known for that task
   (``SAC_SETTINGS``, printed and saved), overridable with ``--sac.FIELD=VALUE``.
 
+``--sac-from RACE`` / ``--qvpo-from RACE`` take one learner's curves from an earlier race instead
+of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match), and ``--report --merge``
+joins races of other seeds into one report.
+
 Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed),
 ``DIR/race.md`` (return at the budget, env steps, compile times and, with ``--target R``, each
 seed's training time to a return of R) and ``DIR/race.png`` (return against training wall-clock
@@ -280,15 +284,17 @@ def merge_races(races: Sequence[dict]) -> dict:
     seeds = [s for r in races for s in r["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--merge: the races share seeds ({sorted(seeds)})")
-    out = {k: v for k, v in first.items() if k not in ("path", "sac_from", "qvpo", "sac")}
+    out = {k: v for k, v in first.items()
+           if k not in ("path", "sac_from", "qvpo_from", "qvpo", "sac")}
     out["seeds"] = seeds
     out["command"] = " ; ".join(r["command"] for r in races)
-    out["parts"] = [{"path": r["path"], "command": r["command"], "sac_from": r.get("sac_from")}
-                    for r in races]
-    reused = [r["sac_from"] for r in races if "sac_from" in r]
-    if reused:
-        out["sac_from"] = {"path": ", ".join(x["path"] for x in reused),
-                           "command": " ; ".join(x["command"] for x in reused)}
+    out["parts"] = [{"path": r["path"], "command": r["command"], "sac_from": r.get("sac_from"),
+                     "qvpo_from": r.get("qvpo_from")} for r in races]
+    for name in ("sac_from", "qvpo_from"):
+        reused = [r[name] for r in races if name in r]
+        if reused:
+            out[name] = {"path": ", ".join(x["path"] for x in reused),
+                         "command": " ; ".join(x["command"] for x in reused)}
     for name in ("qvpo", "sac"):
         if name in first:
             part = {k: v for k, v in first[name].items() if k not in ("seeds", "summary")}
@@ -338,6 +344,31 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
     return {"sac": sac, "settings": old["sac_settings"],
             "source": {"path": file, "command": old["command"], "budget_s": old["budget_s"]}}
 
+
+
+def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> dict:
+    """QVPO's curves from an earlier race (``path``: its race.json or directory), so that a race
+    trains SAC alone (``--qvpo-from``, e.g. a SAC seed for a ``--no-sac`` race). QVPO's curves
+    depend on its whole config (seed included) and on the budget (its evaluation times), so the
+    earlier race must have the same resolved QVPO config and the same ``budget_s``, on the same
+    device kind. Raises ConfigError naming what differs. Returns ``{"qvpo", "source"}``."""
+    old = _load_race(path, "--qvpo-from")
+    file = old["path"]
+    if "qvpo" not in old:
+        raise ConfigError(f"--qvpo-from: {file} has no QVPO curves")
+    if old.get("device") != device:
+        raise ConfigError(f"--qvpo-from: {file} has device {old.get('device')!r}, this race "
+                          f"{device!r}")
+    if old["budget_s"] != budget_s:
+        raise ConfigError(f"--qvpo-from: {file} ran {old['budget_s']:g} s per seed, this race "
+                          f"--budget-s {budget_s:g} (QVPO's curves are not cut)")
+    differ = sorted(k for k in set(old["qvpo_config"]) | set(qvpo_config)
+                    if old["qvpo_config"].get(k) != qvpo_config.get(k))
+    if differ:
+        raise ConfigError(f"--qvpo-from: {file} has another QVPO config (fields {', '.join(differ)})")
+    qvpo = {k: v for k, v in old["qvpo"].items() if k != "summary"}
+    return {"qvpo": qvpo, "source": {"path": file, "command": old["command"],
+                                     "budget_s": old["budget_s"]}}
 
 # -------------------------------------------------------------------------------- reporting
 def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
@@ -403,6 +434,9 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
                f"SAC's curves were not (all) trained by this race: reused from "
                f"`{race['sac_from']['path']}` "
                f"(`{race['sac_from']['command']}`), cut at this budget.\n\n")
+            + ("" if "qvpo_from" not in race else
+               f"QVPO's curves were not (all) trained by this race: reused from "
+               f"`{race['qvpo_from']['path']}` (`{race['qvpo_from']['command']}`).\n\n")
             + "\n".join(rows) + "\n")
     with open(os.path.join(out, "race.md"), "w") as f:
         f.write(text)
@@ -475,6 +509,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                    help="do not train SAC: take its curves from an earlier race (its race.json "
                         "or directory) on the same task, device and evaluation protocol, cut at "
                         "this budget; the report names the source")
+    p.add_argument("--qvpo-from", default=None, metavar="RACE",
+                   help="do not train QVPO: take its curves from an earlier race with the same "
+                        "QVPO config (seed included), budget and device, and train SAC alone")
     p.add_argument("--target", type=float, default=None,
                    help="also report each seed's training time to its first evaluation return "
                         "at or above this value")
@@ -516,6 +553,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     if ns.sac_from is not None and (ns.no_sac or sac_over):
         raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
                           "cannot be combined with --no-sac or --sac.FIELD=VALUE")
+    if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds):
+        raise ConfigError("--qvpo-from trains SAC alone: it cannot be combined with --no-sac, "
+                          "--sac-from or --vmap-seeds")
     return ns, config_over, sac_over
 
 
@@ -542,6 +582,10 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
             settings = reused["settings"]
         else:
             settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
+        reused_qvpo = None
+        if ns.qvpo_from is not None:
+            reused_qvpo = reuse_qvpo(ns.qvpo_from, json.loads(json.dumps(cfg.to_dict(), default=list)),
+                                     ns.budget_s, jax.devices()[0].device_kind)
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -553,7 +597,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
         "jax_persistent_cache_min_entry_size_bytes")}
     try:
-        return _race(ns, cfg, settings, argv, out, cache, log, reused)
+        return _race(ns, cfg, settings, argv, out, cache, log, reused, reused_qvpo)
     finally:  # leave the process's cache settings as they were
         for k, v in previous.items():
             jax.config.update(k, v)
@@ -561,10 +605,10 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
 
 
 def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None],
-          reused: dict | None = None) -> int:
+          reused: dict | None = None, reused_qvpo: dict | None = None) -> int:
     """Both learners' runs and the report (``main`` after validation), with SAC's compiled
     programs kept in the fresh cache directory ``cache``; ``reused`` (from ``reuse_sac``) replaces
-    SAC's runs with an earlier race's curves."""
+    SAC's runs with an earlier race's curves, ``reused_qvpo`` (from ``reuse_qvpo``) QVPO's."""
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -586,7 +630,12 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
             json.dump(race, f, indent=1)
 
     # Curves are saved after each learner, so a failed run keeps them (--report redraws).
-    race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
+    if reused_qvpo is not None:
+        race["qvpo"], race["qvpo_from"] = reused_qvpo["qvpo"], reused_qvpo["source"]
+        log(f"QVPO: curves reused from {reused_qvpo['source']['path']} "
+            f"({reused_qvpo['source']['command']})")
+    else:
+        race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
     save()
     if reused is not None:
         race["sac"], race["sac_from"] = reused["sac"], reused["source"]

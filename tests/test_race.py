@@ -179,6 +179,49 @@ def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
     assert "--merge works with --report only" in capsys.readouterr().err
 
 
+def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
+    """--qvpo-from takes an earlier race's QVPO curves as they are (no cut): only from a race with
+    the same resolved QVPO config (seed included), budget and device, each mismatch named."""
+    a = _saved_race(tmp_path, "a", 2)
+    cfg = {"seed": 2, "gamma": 0.997}
+    got = race.reuse_qvpo(a, cfg, 10.0, "cpu")
+    assert got["qvpo"]["seeds"]["2"][-1]["train_s"] == 10.0 and got["qvpo"]["compile_s"] == 52.0
+    assert got["source"] == {"path": os.path.join(a, "race.json"), "command": "race --seed 2",
+                             "budget_s": 10.0}
+    for args, message in [(({"seed": 3, "gamma": 0.997}, 10.0, "cpu"), r"fields seed\)"),
+                          (({"seed": 2, "gamma": 0.99, "tau": 1.0}, 10.0, "cpu"),
+                           r"fields gamma, tau\)"),
+                          ((cfg, 5.0, "cpu"), "ran 10 s per seed, this race --budget-s 5"),
+                          ((cfg, 10.0, "NVIDIA H100"), "has device 'cpu'")]:
+        with pytest.raises(race.ConfigError, match=message):
+            race.reuse_qvpo(a, *args)
+    # A race assembled from reused QVPO curves merges with others and says so in its report.
+    b = _saved_race(tmp_path, "b", 1)
+    r2 = json.loads((tmp_path / "a" / "race.json").read_text())
+    r2["qvpo_from"] = got["source"]
+    (tmp_path / "a" / "race.json").write_text(json.dumps(r2))
+    out = tmp_path / "both"
+    assert race.main(["--report", "--merge", b, a, "--out", str(out)]) == 0
+    merged = json.loads((out / "race.json").read_text())
+    assert merged["qvpo_from"]["command"] == "race --seed 2"
+    assert [p["qvpo_from"] is None for p in merged["parts"]] == [True, False]
+    assert "QVPO's curves were not (all) trained by this race" in (out / "race.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--no-sac"], "cannot be combined with --no-sac"),
+    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from or --vmap-seeds"),
+    ([], "has another QVPO config (fields"),
+])
+def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, extra, message):
+    a = _saved_race(tmp_path, "a", 1)
+    assert race.main(["--config", "configs/cpu/hopper.py", "--budget-s", "10", "--seed", "1",
+                      "--qvpo-from", a, *extra, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_a_short_race_writes_both_curves(tmp_path):
     """Both learners train on inverted_pendulum for a few seconds each and are evaluated on the
@@ -195,3 +238,12 @@ def test_a_short_race_writes_both_curves(tmp_path):
         assert pts[-1]["train_s"] > 2.0 and r[name]["compile_s"] > 0
         assert all(0.0 <= p["return"] <= 200.0 for p in pts)
     assert (out / "race.png").stat().st_size > 10_000 and (out / "race.md").exists()
+    # SAC alone, QVPO's curves reused from the race above (same config, budget and device).
+    again = tmp_path / "sac_only"
+    assert race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "4",
+                      "--config.log_every_env_steps=512", "--config.num_eval_envs=2",
+                      "--config.episode_length=200", "--qvpo-from", str(out),
+                      "--out", str(again)]) == 0
+    r2 = json.loads((again / "race.json").read_text())
+    assert r2["qvpo"]["seeds"] == r["qvpo"]["seeds"] and r2["qvpo_from"]["path"].startswith(str(out))
+    assert r2["sac"]["seeds"]["0"][-1]["train_s"] > 2.0
