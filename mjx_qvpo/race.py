@@ -264,14 +264,16 @@ def _load_race(path: str, flag: str = "--merge") -> dict:
 
 def merge_races(races: Sequence[dict]) -> dict:
     """One race from several that differ only in their seeds (for example seeds raced in separate
-    processes): same task, device, budget, evaluation protocol, QVPO config apart from ``seed``,
+    processes): same task, device, budget, evaluation protocol, QVPO config apart from ``seed``
+    and ``workdir``,
     SAC settings and learners; the seeds must not overlap. Compile times are the parts' means;
     ``parts`` keeps each part's path, command and SAC source. Raises ConfigError naming what
     differs."""
     first = races[0]
 
     def key(r):
-        cfg = {k: v for k, v in r["qvpo_config"].items() if k != "seed"}
+        # The default workdir is derived from the seed (runs/<task>-seed<S>) and holds no setting.
+        cfg = {k: v for k, v in r["qvpo_config"].items() if k not in ("seed", "workdir")}
         return (r["task"], r["device"], r["budget_s"], r["num_eval_envs"], r["episode_length"],
                 json.dumps(cfg, sort_keys=True), json.dumps(r.get("sac_settings"), sort_keys=True),
                 "qvpo" in r, "sac" in r)

@@ -161,7 +161,8 @@ def _saved_race(tmp_path, name, seed, **qvpo_changes):
 
 
 def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
-    a, b = _saved_race(tmp_path, "a", 1), _saved_race(tmp_path, "b", 2)
+    a = _saved_race(tmp_path, "a", 1, workdir="runs/hopper-seed1")
+    b = _saved_race(tmp_path, "b", 2, workdir="runs/hopper-seed2")   # derived from the seed
     out = tmp_path / "both"
     assert race.main(["--report", "--merge", a, b, "--out", str(out)]) == 0
     r = json.loads((out / "race.json").read_text())
