@@ -8,10 +8,11 @@ QVPO itself (best-of-K behavior and
 evaluation, Q-weighted VLO, entropy term) is unchanged. Evaluations of 8 episodes of 1,000 steps.
 
 It still loses. With gamma 0.997 (SAC's discount; see get_config) QVPO reaches about 1,000 in
-the 30-minute race by about 800 s and stays near it (1,046 and 982 at the budget on seeds 1 and 2),
-where gamma 0.99 stayed at about 430; Brax SAC reaches 3,156 (results/race/README.md, which also
-shows that T = 10, K = 16, B = 256, a 256x256 critic, a LayerNorm critic, 4x the updates per env
-step or a stronger entropy term are no better on the clock).
+the 30-minute race by about 800 s and stays near it (1,046 and 982 at the budget on seeds 1 and
+2), where gamma 0.99 stayed at about 430; Brax SAC reaches 3,156 and 3,186. The plateau is a
+policy that stands still (results/train/README.md). results/race/README.md also shows that
+T = 10, K = 16, B = 256, wider critics or actors, a LayerNorm critic, 4x the updates per env
+step, a larger actor step size or a stronger entropy term are no better on the clock.
 
 The GPU-sized config is configs/hopper.py; the paper's setting is configs/paper/hopper.py.
 """
