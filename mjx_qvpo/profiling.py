@@ -283,8 +283,8 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["CLASSES", "classify", "reclassify", "find_trace_file", "load_trace", "op_events", "self_times",
-           "reduce_trace", "capture", "profile_training_step", "to_markdown", "main"]
+__all__ = ["CLASSES", "classify", "reclassify", "find_trace_file", "load_trace", "op_events",
+           "self_times", "reduce_trace", "capture", "profile_training_step", "to_markdown", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -347,6 +347,10 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
             "source": {"path": file, "command": old["command"], "budget_s": old["budget_s"]}}
 
 
+def config_json(cfg) -> dict:
+    """A resolved config as the plain JSON dict a race saves (tuples become lists)."""
+    return json.loads(json.dumps(cfg.to_dict(), default=list))
+
 
 def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> dict:
     """QVPO's curves from an earlier race (``path``: its race.json or directory), so that a race
@@ -364,13 +368,16 @@ def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> di
     if old["budget_s"] != budget_s:
         raise ConfigError(f"--qvpo-from: {file} ran {old['budget_s']:g} s per seed, this race "
                           f"--budget-s {budget_s:g} (QVPO's curves are not cut)")
+    # workdir is where a train run would write, not a setting (as in merge_races).
     differ = sorted(k for k in set(old["qvpo_config"]) | set(qvpo_config)
-                    if old["qvpo_config"].get(k) != qvpo_config.get(k))
+                    if k != "workdir" and old["qvpo_config"].get(k) != qvpo_config.get(k))
     if differ:
-        raise ConfigError(f"--qvpo-from: {file} has another QVPO config (fields {', '.join(differ)})")
+        raise ConfigError(f"--qvpo-from: {file} has another QVPO config "
+                          f"(fields {', '.join(differ)})")
     qvpo = {k: v for k, v in old["qvpo"].items() if k != "summary"}
     return {"qvpo": qvpo, "source": {"path": file, "command": old["command"],
                                      "budget_s": old["budget_s"]}}
+
 
 # -------------------------------------------------------------------------------- reporting
 def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
@@ -586,8 +593,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
             settings = sac_settings(cfg.task, sac_over) if not ns.no_sac else None
         reused_qvpo = None
         if ns.qvpo_from is not None:
-            reused_qvpo = reuse_qvpo(ns.qvpo_from, json.loads(json.dumps(cfg.to_dict(), default=list)),
-                                     ns.budget_s, jax.devices()[0].device_kind)
+            reused_qvpo = reuse_qvpo(ns.qvpo_from, config_json(cfg), ns.budget_s,
+                                     jax.devices()[0].device_kind)
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
@@ -620,7 +627,7 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
             "device": device, "backend": jax.default_backend(), "budget_s": ns.budget_s,
             "seeds": seeds, "num_eval_envs": cfg.num_eval_envs,
             "episode_length": cfg.episode_length,
-            "qvpo_config": json.loads(json.dumps(cfg.to_dict(), default=list)),
+            "qvpo_config": config_json(cfg),
             "sac_settings": settings}
     log(f"race on {cfg.task}, {device}: {ns.budget_s:.0f} s of training per learner and seed, "
         f"seeds {seeds}; evaluation: {cfg.num_eval_envs} episodes of {cfg.episode_length} steps")
