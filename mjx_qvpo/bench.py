@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjx_qvpo import cli
+from mjx_qvpo import cli, profiling
 from mjx_qvpo.config import ConfigError, apply_overrides, derive, resolve
 from mjx_qvpo.networks import MATMUL_MODES, matmul
 from mjx_qvpo.train import load_run_config, parse_args, parse_value, update_flops
@@ -446,19 +446,13 @@ def run_profile(cfg, report: dict, out_dir: str, device_kind: str, chunks: int =
     """``--profile``: trace ``chunks`` fused training chunks after warm-up and write the reduced
     table as ``profile_<device>[_<sampler>][_<matmul>].{md,json}`` under ``out_dir`` (the raw
     trace stays in ``profile_trace/`` beside them). See profiling.py."""
-    from mjx_qvpo import profiling
     suffix = "".join(f"_{v}" for v, default in ((cfg.sampler, "reference"),
                                                  (cfg.matmul_precision, "float32")) if v != default)
     stem = os.path.join(out_dir, f"profile_{device_kind.replace(' ', '_').lower()}{suffix}")
     print(f"bench: profiling {chunks} chunks", flush=True)
     report["profile"] = profiling.profile_training_step(
         cfg, os.path.join(out_dir, "profile_trace"), chunks=chunks)
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=2, default=list)
-    md = profiling.to_markdown(report)
-    with open(stem + ".md", "w") as f:
-        f.write(md)
-    print(md)
+    print(profiling.save(report, stem))
     print(f"wrote {stem}.json and {stem}.md")
     return 0
 
@@ -499,12 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save() -> str:
         """Write the report so far: a later stage that fails or times out loses only itself."""
-        with open(stem + ".json", "w") as f:
-            json.dump(report, f, indent=2, default=list)
-        md = to_markdown(report)
-        with open(stem + ".md", "w") as f:
-            f.write(md)
-        return md
+        return profiling.save(report, stem, to_markdown)
 
     def stage_done(name: str) -> None:
         save()

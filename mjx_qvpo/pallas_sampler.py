@@ -158,8 +158,8 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     rows_p = tile * math.ceil(rows / tile)
 
     steps_p = _pow2(num_steps, lo=1)
-    c_in = _pad2(jnp.asarray(_step_constants(sched)), 5, steps_p)
-    c_in = jnp.pad(c_in, ((0, 3), (0, 0)))   # 8 rows: every block dimension a power of two
+    # 8 rows (5 used): every block dimension a power of two.
+    c_in = _pad2(jnp.asarray(_step_constants(sched)), 8, steps_p)
     a_in = _pad2(a_T, rows_p, dp)
     z_in = jnp.pad(noise, ((0, 0), (0, rows_p - rows), (0, dp - d)))
     s_in = _pad2(s_feat, rows_p, h0)

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 CLASSES = ("matrix products", "fused sampler kernel", "fusions / elementwise", "random numbers",
            "gather / scatter / slicing", "copies", "loop control", "other")
@@ -263,6 +263,18 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(report: dict, stem: str, markdown: Callable[[dict], str] = to_markdown) -> str:
+    """Write a report as ``stem.json`` and its table (``markdown(report)``, by default the profile
+    table of ``to_markdown``) as ``stem.md``; returns the Markdown. The bench saves its own
+    reports through this too."""
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=2, default=list)
+    md = markdown(report)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    return md
+
+
 def main(argv=None) -> int:
     """``python -m mjx_qvpo.profiling --reclassify IN.json OUT_STEM``: rewrite a saved profile
     report's class table with the current classifier (``reclassify``) as OUT_STEM.{json,md}."""
@@ -274,17 +286,12 @@ def main(argv=None) -> int:
     with open(argv[1]) as f:
         report = json.load(f)
     report["profile"] = reclassify(report["profile"])
-    with open(argv[2] + ".json", "w") as f:
-        json.dump(report, f, indent=2)
-    md = to_markdown(report)
-    with open(argv[2] + ".md", "w") as f:
-        f.write(md)
-    print(md)
+    print(save(report, argv[2]))
     return 0
 
 
 __all__ = ["CLASSES", "classify", "reclassify", "find_trace_file", "load_trace", "op_events",
-           "self_times", "reduce_trace", "capture", "profile_training_step", "to_markdown", "main"]
+           "self_times", "reduce_trace", "capture", "profile_training_step", "to_markdown", "save", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -262,6 +262,13 @@ def _load_race(path: str, flag: str = "--merge") -> dict:
         return {**json.load(f), "path": file}
 
 
+def qvpo_settings(qvpo_config: dict, *also: str) -> dict:
+    """A saved QVPO config without ``workdir`` (where a train run would write, derived from the
+    seed by default; it changes no curve) and without the fields in ``also``: what two races'
+    QVPO configs must agree on to be joined or reused."""
+    return {k: v for k, v in qvpo_config.items() if k not in ("workdir", *also)}
+
+
 def merge_races(races: Sequence[dict]) -> dict:
     """One race from several that differ only in their seeds (for example seeds raced in separate
     processes): same task, device, budget, evaluation protocol, QVPO config apart from ``seed``
@@ -272,8 +279,7 @@ def merge_races(races: Sequence[dict]) -> dict:
     first = races[0]
 
     def key(r):
-        # The default workdir is derived from the seed (runs/<task>-seed<S>) and holds no setting.
-        cfg = {k: v for k, v in r["qvpo_config"].items() if k not in ("seed", "workdir")}
+        cfg = qvpo_settings(r["qvpo_config"], "seed")
         return (r["task"], r["device"], r["budget_s"], r["num_eval_envs"], r["episode_length"],
                 json.dumps(cfg, sort_keys=True), json.dumps(r.get("sac_settings"), sort_keys=True),
                 "qvpo" in r, "sac" in r)
@@ -368,9 +374,8 @@ def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> di
     if old["budget_s"] != budget_s:
         raise ConfigError(f"--qvpo-from: {file} ran {old['budget_s']:g} s per seed, this race "
                           f"--budget-s {budget_s:g} (QVPO's curves are not cut)")
-    # workdir is where a train run would write, not a setting (as in merge_races).
-    differ = sorted(k for k in set(old["qvpo_config"]) | set(qvpo_config)
-                    if k != "workdir" and old["qvpo_config"].get(k) != qvpo_config.get(k))
+    before, now = qvpo_settings(old["qvpo_config"]), qvpo_settings(qvpo_config)
+    differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if differ:
         raise ConfigError(f"--qvpo-from: {file} has another QVPO config "
                           f"(fields {', '.join(differ)})")

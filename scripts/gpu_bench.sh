@@ -70,25 +70,24 @@ U1=--config.scan_unroll=1
 stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
 stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.matmul_precision=bfloat16 --out "$OUT/profile"
-for spec in bfloat16_reference bfloat16_pallas float32_pallas float32_reference; do
-  prec=${spec%_*}; sampler=${spec#*_}
-  # A one-value sweep is the bench's fused-step-only path (with compile time).
-  stage "fused_${spec}" 100 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick \
-    --no-parts --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
-    --out "$OUT/fused_${spec}"
-  if [ "$spec" = bfloat16_reference ]; then
-    # XLA autotunes every GEMM while compiling; without it the compile may be much shorter
-    # (issue 11's 30 s target) at some cost in speed. Measured side by side here.
-    stage fused_bfloat16_reference_autotune0 100 150 env XLA_FLAGS=--xla_gpu_autotune_level=0 \
-      $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-parts --sweep scan_unroll=1 \
-      --config.matmul_precision=bfloat16 --out "$OUT/fused_bfloat16_reference_autotune0"
-  fi
-  if [ "$spec" = bfloat16_pallas ]; then
-    stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
-    stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
-      --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
-  fi
-done
+# fused NAME PRECISION SAMPLER [env VAR=VALUE ...]: the fused training step alone, with its
+# compile time (a one-value sweep is the bench's fused-step-only path).
+fused() {
+  local name=$1 prec=$2 sampler=$3; shift 3
+  stage "fused_$name" 100 150 "$@" $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-parts \
+    --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
+    --out "$OUT/fused_$name"
+}
+fused bfloat16_reference bfloat16 reference
+# XLA autotunes every GEMM while compiling; without it the compile may be much shorter (issue
+# 11's 30 s target) at some cost in speed. Measured side by side here.
+fused bfloat16_reference_autotune0 bfloat16 reference env XLA_FLAGS=--xla_gpu_autotune_level=0
+fused bfloat16_pallas bfloat16 pallas
+stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
+stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+  --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
+fused float32_pallas float32 pallas
+fused float32_reference float32 reference
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
 echo "gpu_bench: done after $((SECONDS - start)) s" | tee -a "$OUT/stages.txt"
 pack
