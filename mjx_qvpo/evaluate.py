@@ -1,14 +1,17 @@
 """``python -m mjx_qvpo.evaluate --workdir RUN --episodes M [--out FILE.json] [--checkpoint STEP]
-[--seed S]`` (or ``RUN`` positional, or ``--policy FILE.npz`` for a file from ``mjx_qvpo.export``)
+[--seed S] [--samples K]`` (or ``RUN`` positional, or ``--policy FILE.npz`` for a file from
+``mjx_qvpo.export``)
 
 Score a checkpoint (the newest by default): M fresh environments run one episode each, in
 parallel, acting with the evaluation policy (best-of-K_eval, ``cfg.num_eval_samples``, exactly
-as ``trainer.evaluate`` during training) for at most the run's ``episode_length`` steps. Prints the
+as ``trainer.evaluate`` during training; ``--samples K`` acts best-of-K instead, e.g. to see how much
+of a policy's return the argmax over the critic adds, docs/algorithm.md section 5) for at most the
+run's ``episode_length`` steps. Prints the
 mean, standard deviation (population, ddof=0, as in the training log), min and max of the
 undiscounted returns, and writes them with the per-episode returns and lengths as JSON to
 ``--out`` (default ``RUN/eval_<step>.json``, or ``<FILE>_eval.json`` beside a policy file).
 
-Bad input (no run directory, no checkpoint, an unknown step, M < 1) is one line on stderr and exit
+Bad input (no run directory, no checkpoint, an unknown step, M < 1, K < 1) is one line on stderr and exit
 status 2.
 """
 
@@ -47,13 +50,20 @@ def check_checkpoint(workdir: str, step: int | None) -> None:
         raise ConfigError(f"no checkpoint at env step {step} in {workdir!r}; available: {found}")
 
 
+def _check_count(flag: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{flag} must be an integer >= 1, got {value!r}")
+
+
 def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, samples: int | None = None) -> dict:
     """Returns of ``episodes`` evaluation episodes of a run's checkpoint, or of an exported policy
     file when ``workdir`` is one (``export.is_policy_file``), as the JSON summary (keys
-    ``SUMMARY_KEYS``)."""
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"--episodes must be an integer >= 1, got {episodes!r}")
+    ``SUMMARY_KEYS``). Actions are best-of-``samples`` (docs/algorithm.md section 5); None means
+    the run's ``num_eval_samples``."""
+    _check_count("--episodes", episodes)
+    if samples is not None:
+        _check_count("--samples", samples)
     from mjx_qvpo import export
 
     policy_file = export.is_policy_file(workdir)
@@ -70,7 +80,8 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
     # A policy file and a run load into the same (cfg, trainer, state, step) shape.
     cfg, trainer, state, step = (export.load_exported(workdir) if policy_file
                                  else runs.load_state(workdir, checkpoint))
-    policy_factory = acting.make_inference_fn(trainer.nets, cfg.num_eval_samples)
+    num_samples = cfg.num_eval_samples if samples is None else samples
+    policy_factory = acting.make_inference_fn(trainer.nets, num_samples)
 
     env = trainer.env  # built here, outside the trace (a policy file builds it on first use)
 
@@ -84,7 +95,7 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
     returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths)
     return {
         "workdir": workdir, "task": cfg.task, "checkpoint": int(step), "episodes": episodes,
-        "num_eval_samples": int(cfg.num_eval_samples), "episode_length": int(cfg.episode_length),
+        "num_eval_samples": int(num_samples), "episode_length": int(cfg.episode_length),
         "seed": seed,
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),
@@ -137,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=int, default=None, metavar="STEP",
                    help="env step of the checkpoint (default: the newest)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the episodes")
+    p.add_argument("--samples", type=int, default=None, metavar="K",
+                   help="act best-of-K (default: the run's num_eval_samples, K_eval)")
     p.add_argument(compile_cache.FLAG, action="store_true",
                    help="do not use the persistent compilation cache (see mjx_qvpo.compile_cache)")
     return p
@@ -162,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         compile_cache.enable(disabled=args.no_compile_cache)
         source = source_of(args)
-        summary = evaluate_run(source, args.episodes, checkpoint=args.checkpoint, seed=args.seed)
+        summary = evaluate_run(source, args.episodes, checkpoint=args.checkpoint, seed=args.seed,
+                               samples=args.samples)
         out = args.out or default_out(source, summary["checkpoint"])
         write_json(out, summary)
     except (ConfigError, OSError) as e:

@@ -125,6 +125,7 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5) at the
     first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
     without ``vmap_seeds`` the very functions it compiles."""
+    from mjx_qvpo import compile_cache
     from mjx_qvpo.training import make_trainer
 
     trainer = make_trainer(cfg, single_device=True)
@@ -145,8 +146,9 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
         state = jax.jit(lift(trainer.init))(k_init)
         if chunk_fn is None:  # every group has the same shapes: compile once
             t0 = time.perf_counter()
-            chunk_fn = jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state).compile()
-            eval_fn = jax.jit(lift(trainer.evaluate)).lower(state, k_eval).compile()
+            chunk_fn, eval_fn = compile_cache.compile_all(
+                (jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state),
+                 jax.jit(lift(trainer.evaluate)).lower(state, k_eval)))
             compile_s = time.perf_counter() - t0
             log(f"QVPO: compiled the chunk and evaluation in {compile_s:.1f} s")
         box = {"state": state, "evals": 0}

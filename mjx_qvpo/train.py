@@ -275,7 +275,7 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     lowered = (jax.jit(trainer.run_steps, donate_argnums=0).lower(state, np.int32(1)),
                jax.jit(trainer.evaluate).lower(state, k_eval))
     trace_s = time.perf_counter() - t0
-    run_fn, eval_fn = (x.compile() for x in lowered)
+    run_fn, eval_fn = compile_cache.compile_all(lowered)
     compile_s, compile_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     cache_dir = jax.config.jax_enable_compilation_cache and jax.config.jax_compilation_cache_dir
     log(f"compiled the training chunk (any length up to {derived.steps_per_chunk} training steps "

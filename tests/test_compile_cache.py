@@ -21,3 +21,18 @@ def test_cache_directory_precedence_and_off_switch(tmp_path):
     finally:
         jax.config.update("jax_compilation_cache_dir", saved[0])
         jax.config.update("jax_enable_compilation_cache", saved[1])
+
+
+def test_compile_all_returns_each_program_compiled_in_order():
+    """The threaded compile hands back one executable per lowered program, in the given order,
+    each computing what its own jit computes."""
+    import jax.numpy as jnp
+
+    x = jnp.arange(6.0).reshape(2, 3)
+    fns = [lambda v: v * 2.0, lambda v: jnp.sin(v).sum(axis=0), lambda v: v.T @ v]
+    compiled = compile_cache.compile_all([jax.jit(f).lower(x) for f in fns])
+    assert len(compiled) == 3
+    for f, c in zip(fns, compiled):
+        assert c(x).shape == jax.jit(f)(x).shape
+        assert jnp.allclose(c(x), jax.jit(f)(x))
+    assert compile_cache.compile_all([]) == []

@@ -36,10 +36,24 @@ def test_evaluate_cli_prints_and_writes_the_statistics(run_cli, tiny_run, tmp_pa
     assert "over 3 episodes" in r.stdout and f"{s['return_mean']:.6g}" in r.stdout
 
 
+def test_evaluate_samples_overrides_k_eval(monkeypatch, tiny_run):
+    """--samples K acts best-of-K instead of the run's num_eval_samples (2 in the tiny run)."""
+    from mjx_qvpo import acting
+
+    asked = []
+    make = acting.make_inference_fn
+    monkeypatch.setattr(acting, "make_inference_fn",
+                        lambda nets, k: asked.append(k) or make(nets, k))
+    s = evaluate.evaluate_run(tiny_run, 2, samples=5)
+    assert asked[-1] == 5 and s["num_eval_samples"] == 5  # the last policy built is the one run
+    assert "best-of-5" in evaluate.describe(s) and len(s["returns"]) == 2
+
+
 @pytest.mark.parametrize("args, message", [
     (["--workdir", "/nonexistent/run", "--episodes", "2"], "is not a run directory"),
     (["--workdir", "RUN", "--episodes", "2", "--checkpoint", "5"], "no checkpoint at env step 5"),
     (["--workdir", "RUN", "--episodes", "0"], "--episodes must be an integer >= 1"),
+    (["--workdir", "RUN", "--episodes", "2", "--samples", "0"], "--samples must be an integer >= 1"),
     (["--workdir", "RUN", "--episodes", "two"], "invalid int value"),
     (["--workdir", "RUN"], "--episodes"),
 ])
