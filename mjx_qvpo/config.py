@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.buffer_size = 1_000_000
     # Learner: the paper's hyperparameters (docs/algorithm.md section 6).
     c.batch_size = 256
+    # Not in the paper (section 6 updates the policy with the critic): TD3's policy delay, as
+    # FastTD3 and FastSAC use it; the policy step is most of QVPO's learner cost.
+    c.actor_update_every = 1
     c.gamma = 0.99
     c.tau = 0.005
     c.reward_scale = 1.0
@@ -213,6 +216,9 @@ SCHEMA: dict[str, Field] = {
                                 "steps"),
     "buffer_size": _int(1, "replay capacity in transitions (rounded down to whole steps of N)"),
     "batch_size": _int(1, "B: transitions per gradient update"),
+    "actor_update_every": _int(1, "policy delay d (TD3's): the policy step and its target's "
+                               "Polyak step run on every d-th update, the critic's on every "
+                               "update; 1 = the paper; must divide updates_per_step"),
     "gamma": _float(0.0, "discount factor", hi=1.0),
     "tau": _float(0.0, "Polyak rate of both target networks, every update", hi=1.0,
                   lo_open=True),
@@ -335,6 +341,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if cfg.num_chosen > cfg.num_train_samples:
         raise ConfigError(f"config field 'num_chosen' must be <= num_train_samples "
                           f"({cfg.num_train_samples}), got {cfg.num_chosen}")
+    if cfg.updates_per_step % cfg.actor_update_every:
+        raise ConfigError(f"config field 'actor_update_every' must divide updates_per_step "
+                          f"({cfg.updates_per_step}), got {cfg.actor_update_every}")
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"config field 'buffer_size' must be >= num_envs ({cfg.num_envs}), "
                           f"got {cfg.buffer_size}")

@@ -255,12 +255,14 @@ def make_loss_config(cfg) -> LossConfig:
 # config (acting.QVPONetworks.sample -> diffusion.sample: "reference" or "pallas").
 
 def make_sgd_step(cfg, nets: acting.QVPONetworks, optimizers: Optimizers,
-                  axis: DeviceAxis = DeviceAxis()
+                  axis: DeviceAxis = DeviceAxis(), update_actor: bool = True
                   ) -> Callable[[TrainingState, Transition, jax.Array], tuple[TrainingState, dict]]:
     """One gradient update ``sgd_step(state, batch, key) -> (state, metrics)``: the critic step,
     then the Q-weighted policy step with the updated critic, then Polyak averaging of both targets
     (docs/algorithm.md sections 2-4). On several devices each gradient is the mean of the
-    devices' gradients on their B / D rows (``axis``)."""
+    devices' gradients on their B / D rows (``axis``). With ``update_actor=False`` it is the
+    critic step and the critic target's Polyak step alone (the updates between two policy steps
+    when ``actor_update_every`` > 1); it draws the same keys, so the critic step is the same."""
     critic_loss, actor_loss = make_losses(nets, make_loss_config(cfg))
 
     def sgd_step(state: TrainingState, batch: Transition, key: jax.Array):
@@ -273,6 +275,13 @@ def make_sgd_step(cfg, nets: acting.QVPONetworks, optimizers: Optimizers,
         c_grads = axis.pmean(c_grads)
         c_updates, critic_opt_state = optimizers.critic.update(c_grads, state.critic_opt_state)
         critic_params = optax.apply_updates(state.critic_params, c_updates)
+        if not update_actor:
+            metrics = axis.pmean(c_metrics)
+            metrics["critic_grad_norm"] = optax.tree.norm(c_grads)
+            return state.replace(
+                critic_params=critic_params, critic_opt_state=critic_opt_state,
+                target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+                updates=state.updates + 1), metrics
 
         omega = entropy_coef_schedule(cfg.entropy_coef, state.env_steps, state.entropy_horizon)
         (_, (a_metrics, q_stats)), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
@@ -294,16 +303,38 @@ def make_sgd_step(cfg, nets: acting.QVPONetworks, optimizers: Optimizers,
     return sgd_step
 
 
-def make_learner_step(cfg, sgd_step, batch_rows: int
+def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
                       ) -> Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]:
     """The learner stage ``learner_step(state, key) -> (state, metrics)``: U = ``updates_per_step``
     sgd_steps in one ``lax.scan``, each on ``batch_rows`` transitions drawn uniformly from the
-    buffer (docs/algorithm.md section 7); metrics are their means."""
-    def learner_step(state: TrainingState, key: jax.Array):
+    buffer (docs/algorithm.md section 7); metrics are their means.
+
+    With ``actor_update_every`` d > 1 (a policy delay, not in the paper), the U updates are U / d
+    groups of d - 1 ``critic_step`` updates (``make_sgd_step(update_actor=False)``) followed by
+    one full ``sgd_step``, each on its own batch: the critic takes U steps, the policy U / d.
+    Critic metrics are then means over all U updates, policy metrics over the U / d policy steps.
+    The groups are a nested scan, not a ``lax.cond``, so vmapped seeds skip the policy work too.
+    """
+    d = cfg.actor_update_every
+
+    def one(step):
         def body(s, k):
             k_batch, k_update = jax.random.split(k)
-            return sgd_step(s, replay.sample(s.buffer, k_batch, batch_rows), k_update)
-        state, metrics = jax.lax.scan(body, state, jax.random.split(key, cfg.updates_per_step))
+            return step(s, replay.sample(s.buffer, k_batch, batch_rows), k_update)
+        return body
+
+    def learner_step(state: TrainingState, key: jax.Array):
+        keys = jax.random.split(key, cfg.updates_per_step)
+        if d == 1:
+            state, metrics = jax.lax.scan(one(sgd_step), state, keys)
+            return state, jax.tree.map(jnp.mean, metrics)
+
+        def group(s, ks):
+            s, c_metrics = jax.lax.scan(one(critic_step), s, ks[:-1])
+            s, metrics = one(sgd_step)(s, ks[-1])
+            return s, {k: (jnp.sum(c_metrics[k]) + v) / d if k in c_metrics else v
+                       for k, v in metrics.items()}
+        state, metrics = jax.lax.scan(group, state, keys.reshape(-1, d, *keys.shape[1:]))
         return state, jax.tree.map(jnp.mean, metrics)
     return learner_step
 
@@ -485,11 +516,14 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
     # The stages on one device (what a benchmark or a test calls alone) and in the run (the same
     # functions with the device axis, when there is one).
     sgd_step = make_sgd_step(cfg, nets, optimizers)
-    learner_step = make_learner_step(cfg, sgd_step, cfg.batch_size)
+    learner_step = make_learner_step(cfg, sgd_step, cfg.batch_size,
+                                     make_sgd_step(cfg, nets, optimizers, update_actor=False))
     collect_step = make_collect_step(cfg, env, nets, cfg.num_envs)
     run_learner, run_collect = learner_step, collect_step
     if axis.name is not None:
-        run_learner = make_learner_step(cfg, make_sgd_step(cfg, nets, optimizers, axis), b_local)
+        run_learner = make_learner_step(
+            cfg, make_sgd_step(cfg, nets, optimizers, axis), b_local,
+            make_sgd_step(cfg, nets, optimizers, axis, update_actor=False))
         run_collect = make_collect_step(cfg, env, nets, n_local, axis)
     # Shapes of the update metrics, so that the warm-up branch of lax.cond can return zeros of
     # the same structure without running an update (traced without devices: same shapes).

@@ -45,6 +45,7 @@ def test_saved_config_round_trips_and_old_files_get_new_defaults():
 @pytest.mark.parametrize("override, message", [
     ({"num_chosen": 65}, "'num_chosen' must be <= num_train_samples"),
     ({"buffer_size": 10}, "'buffer_size' must be >= num_envs"),
+    ({"actor_update_every": 3}, "'actor_update_every' must divide updates_per_step"),
     ({"matmul_precision": "fp8"}, "'matmul_precision' must be one of"),
     ({"network.time_dim": 5}, "'network.time_dim' must be an even integer"),
     ({"normalize_observations": 1}, "'normalize_observations' must be true or false"),

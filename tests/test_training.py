@@ -297,3 +297,50 @@ def test_training_step_is_the_collect_stage_then_the_learner_stage():
     for a, b in zip(jax.tree.leaves((ref_state.actor_params, ref_state.critic_params)),
                     jax.tree.leaves((fast_state.actor_params, fast_state.critic_params))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth():
+    """actor_update_every = d: the learner stage is U / d groups of (d - 1) critic-only updates and
+    one full update, each on its own batch and key as in the d = 1 scan; a critic-only update
+    leaves the policy, its optimizer and its target untouched."""
+    from mjx_qvpo import replay
+    from mjx_qvpo.training import make_optimizers, make_sgd_step
+
+    cfg = bandit_cfg(updates_per_step=4, actor_update_every=2, **{
+        "network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
+        "network.time_hidden": 16})
+    trainer = make_trainer(cfg)
+    state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
+                                          jnp.int32(5))  # past warm-up
+    key = jax.random.PRNGKey(3)
+    delayed, metrics = jax.jit(trainer.learner_step)(state, key)
+
+    critic_step = make_sgd_step(cfg, trainer.nets, make_optimizers(cfg), update_actor=False)
+
+    @jax.jit
+    def by_hand(s):
+        for i, k in enumerate(jax.random.split(key, 4)):
+            k_batch, k_update = jax.random.split(k)
+            step = trainer.update if i % 2 else critic_step
+            before = s
+            s, _ = step(s, replay.sample(s.buffer, k_batch, cfg.batch_size), k_update)
+            if i % 2 == 0:
+                untouched = (before.actor_params, before.actor_opt_state,
+                             before.target_actor_params)
+                for a, b in zip(jax.tree.leaves(untouched), jax.tree.leaves(
+                        (s.actor_params, s.actor_opt_state, s.target_actor_params))):
+                    assert a is b  # the critic-only update passes the policy through
+        return s
+
+    manual = by_hand(state)
+    assert int(delayed.updates) == int(state.updates) + 4
+    for a, b in zip(jax.tree.leaves(delayed), jax.tree.leaves(manual)):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=1e-5, atol=1e-6)
+    # Differs from d = 1 (4 policy steps), so the delay is not a no-op.
+    every, _ = jax.jit(make_trainer(resolve(apply_overrides(cfg, {"actor_update_every": 1})))
+                       .learner_step)(state, key)
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree.leaves(every.actor_params), jax.tree.leaves(delayed.actor_params)))
+    assert gap > 1e-6
+    assert set(metrics) >= {"critic_loss", "actor_grad_norm", "critic_grad_norm"}
