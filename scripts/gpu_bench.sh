@@ -9,7 +9,8 @@
 #  2. profile of the fused training step with bfloat16 matmuls (reference sampler);
 #  3. fused training step (N=1024, U=128, quick chunk) bfloat16 reference (also without XLA's
 #     GEMM autotuning, for the compile time), bfloat16 pallas, then
-#     the full-size sampler check and the pallas profile, then float32 pallas and reference,
+#     the full-size sampler check and the pallas profile, the chunk + evaluation compile time
+#     (scripts/compile_time.py --together), then float32 pallas and reference,
 #     each with its chunk's compile time (later stages are skipped when the budget runs out).
 # scan_unroll=1 throughout (the GPU compile is the cost that matters there).
 # TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
@@ -86,6 +87,10 @@ fused bfloat16_pallas bfloat16 pallas
 stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
 stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
+# Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled side
+# by side as train does (compile_cache.compile_all).
+stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
+  1 --together
 fused float32_pallas float32 pallas
 fused float32_reference float32 reference
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
