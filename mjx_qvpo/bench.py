@@ -192,13 +192,16 @@ def run_bench(cfg, *, repeats: int = 5, precisions: Sequence[str] = (),
         on_stage(f"update in {mode}")
 
     out.update(fused_step(trainer, cfg, state, repeats))
-    parts = out["physics_s_per_step"] + out["act_s"] + u * out["update_s"]
+    # update_s times one full update; with a policy delay most updates are critic-only, so the
+    # learner's share is then the measured learner stage instead.
+    learner_s = u * out["update_s"] if cfg.actor_update_every == 1 else out["learner_step_s"]
+    parts = out["physics_s_per_step"] + out["act_s"] + learner_s
     out["sum_of_parts_s"] = parts
     out["fused_overhead"] = out["train_step_s"] / parts - 1.0
     # What one million env steps would take at this N with U = N (one update per env step, the
     # paper's ratio), from the measured parts: a projection, not a run.
     out["projected_s_per_million_at_u_eq_n"] = 1e6 / n * (
-        out["physics_s_per_step"] + out["act_s"] + n * out["update_s"])
+        out["physics_s_per_step"] + out["act_s"] + n * learner_s / u)
     return out
 
 

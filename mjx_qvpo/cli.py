@@ -179,7 +179,7 @@ def describe_plan(cfg) -> str:
     row_bytes = 4 * (2 * obs + act + 2)  # float32 obs, action, reward, next_obs, done
     backend = jax.default_backend()
     devices = distributed.total_devices(cfg)
-    flops = update_flops(cfg, obs, act)
+    flops = update_flops(cfg, obs, act, 1 / cfg.actor_update_every)  # the mean update
     rate = (_CPU_FLOPS_GUESS if backend == "cpu" else _GPU_FLOPS_GUESS) * devices
     lines = [
         f"plan for task {cfg.task} (obs {obs}, action {act}), workdir {cfg.workdir} "
@@ -192,7 +192,9 @@ def describe_plan(cfg) -> str:
         f"  training steps   {steps:,} (N = {cfg.num_envs} envs each; the first {warm_steps:,} "
         f"are warm-up without updates)",
         f"  gradient updates {updates:,} (U = {cfg.updates_per_step} per training step, "
-        f"B = {cfg.batch_size})",
+        f"B = {cfg.batch_size}"
+        + (f"; the policy steps on every {cfg.actor_update_every}-th: "
+           f"{updates // cfg.actor_update_every:,}" if cfg.actor_update_every > 1 else "") + ")",
         f"  update-to-data   {d.update_to_data:.4g} (U / N)",
         f"  replay buffer    {rows:,} transitions x {row_bytes} bytes = "
         f"{_fmt_bytes(rows * row_bytes)}",

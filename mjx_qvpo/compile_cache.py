@@ -14,7 +14,7 @@ jaxlib 0.9.2 logs an error line ``Loading XLA:CPU AOT result. Target machine fea
 load of a cached executable; the executable is still used (jax-ml/jax#38445).
 
 ``compile_all`` compiles several lowered programs (the training chunk and the evaluation) at once
-in threads: XLA compiles with the GIL released, so on a 2-core CPU the two compiles overlap.
+in threads on the CPU: XLA compiles with the GIL released, so on a 2-core CPU the two compiles overlap.
 """
 
 from __future__ import annotations
@@ -67,12 +67,17 @@ def enable(disabled: bool = False, environ: Mapping[str, str] | None = None) -> 
     return path
 
 
-def compile_all(lowered: Sequence[Any]) -> list:
-    """``[x.compile() for x in lowered]``, the compiles run in one thread each. The executables
-    are the ones the loop would give (same HLO, same compiler, same cache keys); only the wall
-    time changes: XLA compiles with the GIL released, so the training chunk and the evaluation,
-    two independent programs, compile side by side instead of one after the other."""
-    if len(lowered) <= 1:
+def compile_all(lowered: Sequence[Any], parallel: bool | None = None) -> list:
+    """``[x.compile() for x in lowered]``, on the CPU with the compiles in one thread each. The
+    executables are the ones the loop would give (same HLO, same compiler, same cache keys); only
+    the wall time changes: XLA compiles with the GIL released, so the training chunk and the
+    evaluation, two independent programs, compile side by side instead of one after the other.
+    ``parallel`` None means threads on the CPU backend only: XLA:GPU times candidate kernels on
+    the device while compiling (autotuning), and two compiles doing that at once could disturb
+    each other's timings and so pick other kernels; it also compiles in parallel internally."""
+    if parallel is None:
+        parallel = jax.default_backend() == "cpu"
+    if len(lowered) <= 1 or not parallel:
         return [x.compile() for x in lowered]
     with ThreadPoolExecutor(max_workers=len(lowered)) as pool:
         return list(pool.map(lambda x: x.compile(), lowered))

@@ -216,11 +216,12 @@ SCHEMA: dict[str, Field] = {
                                 "steps"),
     "buffer_size": _int(1, "replay capacity in transitions (rounded down to whole steps of N)"),
     "batch_size": _int(1, "B: transitions per gradient update"),
-    "actor_update_every": _int(1, "policy delay d (TD3's): the policy step and its target's "
-                               "Polyak step run on every d-th update, the critic's on every "
-                               "update; 1 = the paper; must divide updates_per_step"),
+    "actor_update_every": _int(1, "policy delay d: the policy step and its target's Polyak "
+                               "step run on every d-th update, the critic's on every update; "
+                               "1 = the paper; must divide updates_per_step"),
     "gamma": _float(0.0, "discount factor", hi=1.0),
-    "tau": _float(0.0, "Polyak rate of both target networks, every update", hi=1.0,
+    "tau": _float(0.0, "Polyak rate of both target networks, every update (the policy's "
+                  "target every actor_update_every-th)", hi=1.0,
                   lo_open=True),
     "reward_scale": _float(0.0, "multiplies r in the TD target (paper: 1)", lo_open=True),
     "actor_lr": _float(0.0, "Adam learning rate of the diffusion policy", lo_open=True),

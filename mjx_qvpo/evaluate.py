@@ -4,15 +4,16 @@
 
 Score a checkpoint (the newest by default): M fresh environments run one episode each, in
 parallel, acting with the evaluation policy (best-of-K_eval, ``cfg.num_eval_samples``, exactly
-as ``trainer.evaluate`` during training; ``--samples K`` acts best-of-K instead, e.g. to see how much
-of a policy's return the argmax over the critic adds, docs/algorithm.md section 5) for at most the
-run's ``episode_length`` steps. Prints the
-mean, standard deviation (population, ddof=0, as in the training log), min and max of the
-undiscounted returns, and writes them with the per-episode returns and lengths as JSON to
-``--out`` (default ``RUN/eval_<step>.json``, or ``<FILE>_eval.json`` beside a policy file).
+as ``trainer.evaluate`` during training; ``--samples K`` acts best-of-K instead, e.g. to see
+how much of a policy's return the argmax over the critic adds, docs/algorithm.md section 5) for
+at most the run's ``episode_length`` steps. Prints the mean, standard deviation (population,
+ddof=0, as in the training log), min and max of the undiscounted returns, and writes them with
+the per-episode returns and lengths as JSON to ``--out`` (default ``RUN/eval_<step>.json``, or
+``<FILE>_eval.json`` beside a policy file; with ``--samples K`` the name ends in ``_k<K>.json``,
+so the run's own evaluation file stays).
 
-Bad input (no run directory, no checkpoint, an unknown step, M < 1, K < 1) is one line on stderr and exit
-status 2.
+Bad input (no run directory, no checkpoint, an unknown step, M < 1, K < 1) is one line on stderr
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from mjx_qvpo.config import ConfigError
 from mjx_qvpo.export import is_policy_file
 
 # Keys of the JSON summary (tests and scripts rely on these).
-SUMMARY_KEYS = ("workdir", "task", "checkpoint", "episodes", "num_eval_samples", "episode_length",
-                "seed", "return_mean", "return_std", "return_min", "return_max", "length_mean",
+# num_eval_samples is the K acted with; run_num_eval_samples the run's K_eval (they differ under
+# --samples).
+SUMMARY_KEYS = ("workdir", "task", "checkpoint", "episodes", "num_eval_samples",
+                "run_num_eval_samples", "episode_length", "seed", "return_mean", "return_std", "return_min", "return_max", "length_mean",
                 "returns", "lengths", "seconds")
 
 
@@ -95,7 +98,8 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
     returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths)
     return {
         "workdir": workdir, "task": cfg.task, "checkpoint": int(step), "episodes": episodes,
-        "num_eval_samples": int(num_samples), "episode_length": int(cfg.episode_length),
+        "num_eval_samples": int(num_samples),
+        "run_num_eval_samples": int(cfg.num_eval_samples), "episode_length": int(cfg.episode_length),
         "seed": seed,
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),
@@ -105,12 +109,13 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
     }
 
 
-def default_out(workdir: str, step: int) -> str:
+def default_out(workdir: str, step: int, samples: int | None = None) -> str:
     """Where the summary goes without ``--out``: ``RUN/eval_<step>.json`` (for a policy file
-    ``FILE.npz``: ``FILE_eval.json``)."""
+    ``FILE.npz``: ``FILE_eval.json``), with ``_k<samples>`` before ``.json`` under ``--samples``."""
+    tail = ".json" if samples is None else f"_k{samples}.json"
     if is_policy_file(workdir):
-        return os.path.splitext(workdir)[0] + "_eval.json"
-    return os.path.join(workdir, f"eval_{step}.json")
+        return os.path.splitext(workdir)[0] + "_eval" + tail
+    return os.path.join(workdir, f"eval_{step}" + tail)
 
 
 def write_json(path: str, summary: dict) -> None:
@@ -134,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mjx_qvpo.evaluate``."""
     p = ArgumentParser(prog="python -m mjx_qvpo.evaluate",
                        description="Mean, std, min and max return of a checkpoint (or an exported "
-                                   "policy file) over M episodes, acting best-of-K_eval.",
+                                   "policy file) over M episodes, acting best-of-K_eval (or "
+                                   "best-of-K with --samples K).",
                        example="python -m mjx_qvpo.evaluate --workdir runs/ip --episodes 16")
     p.add_argument("run", nargs="?", default=None, metavar="RUN",
                    help="run directory (the same as --workdir RUN)")
@@ -177,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = source_of(args)
         summary = evaluate_run(source, args.episodes, checkpoint=args.checkpoint, seed=args.seed,
                                samples=args.samples)
-        out = args.out or default_out(source, summary["checkpoint"])
+        out = args.out or default_out(source, summary["checkpoint"], args.samples)
         write_json(out, summary)
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,11 +56,13 @@ HELP = cli.help_text(
 _CPU_FLOPS_GUESS = 5e10
 
 
-def update_flops(cfg, obs_size: int, action_size: int) -> float:
+def update_flops(cfg, obs_size: int, action_size: int, policy_share: float = 1.0) -> float:
     """Matmul FLOPs of one learner update (critic + policy), from the network shapes.
 
     Counts 2 FLOPs per multiply-add; a backward pass counts twice its forward. The state's share
     of the first layers is counted once per state, as the implementation computes it.
+    ``policy_share`` scales the policy step's part: 1 for one full update (sections 2-4), and
+    ``1 / actor_update_every`` for the mean update of a run with a policy delay.
     """
     a_h = (*cfg.network.actor_hidden, action_size)
     c_h = (*cfg.network.critic_hidden, 1)
@@ -75,7 +77,7 @@ def update_flops(cfg, obs_size: int, action_size: int) -> float:
     critic = 3 * b * (q_state + q_row)
     policy = b * (eps_state + q_state) + b * k * (t * eps_row + q_row) + 3 * b * (
         eps_state + rows * eps_row)
-    return float(target + critic + policy)
+    return float(target + critic + policy_share * policy)
 
 
 class _Stop:
@@ -220,7 +222,8 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
     total_updates = derived.total_steps * cfg.updates_per_step
     if backend == "cpu":
         est = total_updates * update_flops(cfg, trainer.env.observation_size,
-                                           trainer.env.action_size) / _CPU_FLOPS_GUESS
+                                           trainer.env.action_size,
+                                           1 / cfg.actor_update_every) / _CPU_FLOPS_GUESS
         if est > 3600:
             log(f"note: JAX is running on the CPU and this config is sized for a GPU: roughly "
                 f"{est / 3600:,.0f} hours of learner compute on this machine (a rough guess). "

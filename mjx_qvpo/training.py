@@ -313,9 +313,13 @@ def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
     groups of d - 1 ``critic_step`` updates (``make_sgd_step(update_actor=False)``) followed by
     one full ``sgd_step``, each on its own batch: the critic takes U steps, the policy U / d.
     Critic metrics are then means over all U updates, policy metrics over the U / d policy steps.
-    The groups are a nested scan, not a ``lax.cond``, so vmapped seeds skip the policy work too.
+    The groups are a nested scan rather than a ``lax.cond`` on ``state.updates``, which vmapped
+    seeds would batch into a select that runs the policy step anyway.
     """
     d = cfg.actor_update_every
+    if cfg.updates_per_step % d or (d > 1 and critic_step is None):
+        raise ValueError(f"actor_update_every={d} needs a critic_step and must divide "
+                         f"updates_per_step={cfg.updates_per_step}")
 
     def one(step):
         def body(s, k):
@@ -332,7 +336,7 @@ def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
         def group(s, ks):
             s, c_metrics = jax.lax.scan(one(critic_step), s, ks[:-1])
             s, metrics = one(sgd_step)(s, ks[-1])
-            return s, {k: (jnp.sum(c_metrics[k]) + v) / d if k in c_metrics else v
+            return s, {k: (jnp.sum(c_metrics[k], axis=0) + v) / d if k in c_metrics else v
                        for k, v in metrics.items()}
         state, metrics = jax.lax.scan(group, state, keys.reshape(-1, d, *keys.shape[1:]))
         return state, jax.tree.map(jnp.mean, metrics)

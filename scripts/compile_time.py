@@ -2,8 +2,9 @@
 (issue 11): ``python scripts/compile_time.py configs/humanoid.py OUT.json [UNROLL ...] [--together]``.
 
 With ``--together`` the chunk and the evaluation are lowered one after the other and then
-XLA-compiled side by side (``compile_cache.compile_all``, as ``train`` and ``race`` do); the row
-then has one ``together`` entry whose wall seconds are what a run waits for. Without it each is
+XLA-compiled as ``train`` and ``race`` do (``compile_cache.compile_all``: side by side on the CPU,
+one after the other on a GPU); the row then has one ``together`` entry whose wall seconds are
+what a run waits for. Without it each is
 compiled alone, one after the other.
 
 Lowers and compiles ``jax.jit(trainer.chunk)`` and ``jax.jit(trainer.evaluate)`` on abstract

@@ -87,8 +87,8 @@ fused bfloat16_pallas bfloat16 pallas
 stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
 stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
-# Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled side
-# by side as train does (compile_cache.compile_all).
+# Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled as
+# train does (compile_cache.compile_all: one after the other on a GPU).
 stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
   1 --together
 fused float32_pallas float32 pallas

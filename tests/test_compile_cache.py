@@ -30,9 +30,10 @@ def test_compile_all_returns_each_program_compiled_in_order():
 
     x = jnp.arange(6.0).reshape(2, 3)
     fns = [lambda v: v * 2.0, lambda v: jnp.sin(v).sum(axis=0), lambda v: v.T @ v]
-    compiled = compile_cache.compile_all([jax.jit(f).lower(x) for f in fns])
-    assert len(compiled) == 3
-    for f, c in zip(fns, compiled):
-        assert c(x).shape == jax.jit(f)(x).shape
-        assert jnp.allclose(c(x), jax.jit(f)(x))
+    for parallel in (None, True, False):  # None: threads on the CPU backend
+        compiled = compile_cache.compile_all([jax.jit(f).lower(x) for f in fns], parallel)
+        assert len(compiled) == 3
+        for f, c in zip(fns, compiled):
+            assert c(x).shape == jax.jit(f)(x).shape
+            assert jnp.allclose(c(x), jax.jit(f)(x))
     assert compile_cache.compile_all([]) == []

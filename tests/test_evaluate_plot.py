@@ -47,6 +47,9 @@ def test_evaluate_samples_overrides_k_eval(monkeypatch, tiny_run):
     s = evaluate.evaluate_run(tiny_run, 2, samples=5)
     assert asked[-1] == 5 and s["num_eval_samples"] == 5  # the last policy built is the one run
     assert "best-of-5" in evaluate.describe(s) and len(s["returns"]) == 2
+    assert s["run_num_eval_samples"] == 2
+    assert evaluate.default_out(tiny_run, 64, 5) == os.path.join(tiny_run, "eval_64_k5.json")
+    assert evaluate.default_out(tiny_run, 64) == os.path.join(tiny_run, "eval_64.json")
 
 
 @pytest.mark.parametrize("args, message", [
