@@ -193,7 +193,7 @@ def describe_plan(cfg) -> str:
         f"are warm-up without updates)",
         f"  gradient updates {updates:,} (U = {cfg.updates_per_step} per training step, "
         f"B = {cfg.batch_size}"
-        + (f"; the policy steps on every {cfg.actor_update_every}-th: "
+        + (f"; policy steps on 1 update in {cfg.actor_update_every}: "
            f"{updates // cfg.actor_update_every:,}" if cfg.actor_update_every > 1 else "") + ")",
         f"  update-to-data   {d.update_to_data:.4g} (U / N)",
         f"  replay buffer    {rows:,} transitions x {row_bytes} bytes = "
