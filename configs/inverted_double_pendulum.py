@@ -15,16 +15,18 @@ configs/cpu/hopper.py shares):
   candidates through T steps is most of an update (the paper finds T = 5 poor on its harder tasks;
   this config is for this task only);
 * ``normalize_observations``: the pendulum's velocities are far from unit scale;
-* ``actor_update_every`` 2 (a policy delay, docs/algorithm.md section 7; not in the paper): the
-  policy steps on every second update, the critic on every update, which makes the training step
-  about 1.5x faster. In 300 s races on the quiet CPU (results/race/, QVPO only) it reached 9,000
-  after 121, 142 and 82 s on seeds 1-3, where the same config without it took 183, 161 and 164 s
-  on the same seeds, and after 142, 182 and 162 s on the untried seeds 4-6, in about as many env
-  steps (106k-221k);
-* evaluations every 8,192 env steps; a 400,000-env-step budget (about 5 minutes of training on
-  the 2-core CPU with the policy delay) with the entropy coefficient annealed over the first
-  150,000 env steps, the schedule of the races in results/race/ (annealing over 250,000 instead
-  left one of three seeds at 6,795 after 300 s, results/race/).
+* evaluations every 8,192 env steps; a 250,000-env-step budget (about 5 minutes of training on
+  the 2-core CPU) with the entropy coefficient annealed over the first 150,000 env steps, the
+  schedule of the race in results/race/ (its three seeds reached 9,000 after 119k-168k env steps,
+  so a run that stopped at 150,000 could end short of it; annealing over the whole 250,000
+  instead left one of three seeds at 6,795 after 300 s, results/race/).
+
+Not taken: the policy delay ``actor_update_every=2`` (docs/algorithm.md section 7). It runs about
+1.5x the env steps per second and, in 300 s races on the quiet CPU, reached 9,000 sooner (121,
+142, 82 s on seeds 1-3 against 183, 161, 164 s without it; 142, 182, 162 s on seeds 4-6), but in a
+400,000-step ``train`` run on seed 4 it lost the solved policy in 16 of the 35 evaluations after
+first reaching 9,000 and ended at 671, where the same run without it dropped in 5 of 33 and ended
+at 9,357 (results/train/README.md). ``--config.actor_update_every=2`` is one override away.
 
 Curves: results/race/; the paper's setting is configs/paper/inverted_double_pendulum.py.
 """
@@ -33,8 +35,7 @@ from mjx_qvpo.config import fast_cpu_config
 
 def get_config():
     c = fast_cpu_config("inverted_double_pendulum")  # B=128, T=5, K=8, normalized observations
-    c.actor_update_every = 2
-    c.total_env_steps = 400_000
+    c.total_env_steps = 250_000
     c.entropy_anneal_env_steps = 150_000
     c.eval_every_env_steps = 8_192
     return c
