@@ -14,7 +14,8 @@ jaxlib 0.9.2 logs an error line ``Loading XLA:CPU AOT result. Target machine fea
 load of a cached executable; the executable is still used (jax-ml/jax#38445).
 
 ``compile_all`` compiles several lowered programs (the training chunk and the evaluation) at once
-in threads on the CPU: XLA compiles with the GIL released, so on a 2-core CPU the two compiles overlap.
+in threads on the CPU: XLA compiles with the GIL released, so on a 2-core CPU the two compiles
+overlap.
 """
 
 from __future__ import annotations

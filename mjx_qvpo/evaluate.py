@@ -36,8 +36,8 @@ from mjx_qvpo.export import is_policy_file
 # num_eval_samples is the K acted with; run_num_eval_samples the run's K_eval (they differ under
 # --samples).
 SUMMARY_KEYS = ("workdir", "task", "checkpoint", "episodes", "num_eval_samples",
-                "run_num_eval_samples", "episode_length", "seed", "return_mean", "return_std", "return_min", "return_max", "length_mean",
-                "returns", "lengths", "seconds")
+                "run_num_eval_samples", "episode_length", "seed", "return_mean", "return_std",
+                "return_min", "return_max", "length_mean", "returns", "lengths", "seconds")
 
 
 def check_checkpoint(workdir: str, step: int | None) -> None:
@@ -98,8 +98,8 @@ def evaluate_run(workdir: str, episodes: int, *, checkpoint: int | None = None,
     returns, lengths = np.asarray(returns, np.float64), np.asarray(lengths)
     return {
         "workdir": workdir, "task": cfg.task, "checkpoint": int(step), "episodes": episodes,
-        "num_eval_samples": int(num_samples),
-        "run_num_eval_samples": int(cfg.num_eval_samples), "episode_length": int(cfg.episode_length),
+        "num_eval_samples": int(num_samples), "run_num_eval_samples": int(cfg.num_eval_samples),
+        "episode_length": int(cfg.episode_length),
         "seed": seed,
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),

@@ -291,7 +291,8 @@ def main(argv=None) -> int:
 
 
 __all__ = ["CLASSES", "classify", "reclassify", "find_trace_file", "load_trace", "op_events",
-           "self_times", "reduce_trace", "capture", "profile_training_step", "to_markdown", "save", "main"]
+           "self_times", "reduce_trace", "capture", "profile_training_step", "to_markdown", "save",
+           "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,11 +1,11 @@
 """Compile time of a config's training chunk and evaluation at several ``scan_unroll`` values
-(issue 11): ``python scripts/compile_time.py configs/humanoid.py OUT.json [UNROLL ...] [--together]``.
+(issue 11):
+``python scripts/compile_time.py configs/humanoid.py OUT.json [UNROLL ...] [--together]``.
 
 With ``--together`` the chunk and the evaluation are lowered one after the other and then
 XLA-compiled as ``train`` and ``race`` do (``compile_cache.compile_all``: side by side on the CPU,
 one after the other on a GPU); the row then has one ``together`` entry whose wall seconds are
-what a run waits for. Without it each is
-compiled alone, one after the other.
+what a run waits for. Without it each is compiled alone, one after the other.
 
 Lowers and compiles ``jax.jit(trainer.chunk)`` and ``jax.jit(trainer.evaluate)`` on abstract
 shapes (nothing is allocated, so the 1M-transition humanoid buffer needs no memory), one unroll
@@ -33,18 +33,14 @@ def compile_seconds(fn, *args) -> dict:
     """Wall and process-CPU seconds of tracing + lowering, then of XLA compiling, jax.jit(fn) on
     abstract args. CPU seconds (all threads of this process) are the figure to compare on a
     shared machine, where wall time depends on what else runs."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    lowered = jax.jit(fn).trace(*args).lower()
-    w1, c1 = time.perf_counter(), time.process_time()
-    lowered.compile()
-    w2, c2 = time.perf_counter(), time.process_time()
-    return {"lower_wall_s": w1 - w0, "lower_cpu_s": c1 - c0,
-            "compile_wall_s": w2 - w1, "compile_cpu_s": c2 - c1}
+    times = compile_together([(fn, args)])  # one program: compile_all compiles it alone
+    del times["total_wall_s"]
+    return times
 
 
 def compile_together(fns_args) -> dict:
     """Wall and process-CPU seconds of lowering each ``(fn, args)`` in turn, then of XLA-compiling
-    them all at once in threads (``compile_all``)."""
+    them as ``compile_all`` does (side by side in threads on the CPU)."""
     w0, c0 = time.perf_counter(), time.process_time()
     lowered = [jax.jit(fn).trace(*args).lower() for fn, args in fns_args]
     w1, c1 = time.perf_counter(), time.process_time()

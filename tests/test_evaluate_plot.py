@@ -56,7 +56,8 @@ def test_evaluate_samples_overrides_k_eval(monkeypatch, tiny_run):
     (["--workdir", "/nonexistent/run", "--episodes", "2"], "is not a run directory"),
     (["--workdir", "RUN", "--episodes", "2", "--checkpoint", "5"], "no checkpoint at env step 5"),
     (["--workdir", "RUN", "--episodes", "0"], "--episodes must be an integer >= 1"),
-    (["--workdir", "RUN", "--episodes", "2", "--samples", "0"], "--samples must be an integer >= 1"),
+    (["--workdir", "RUN", "--episodes", "2", "--samples", "0"],
+     "--samples must be an integer >= 1"),
     (["--workdir", "RUN", "--episodes", "two"], "invalid int value"),
     (["--workdir", "RUN"], "--episodes"),
 ])
