@@ -15,8 +15,8 @@ Two changes from the paper's hyperparameters decide hopper (results/race/README.
   every seed and every variant tried (wider or LayerNorm critics, T = 10, K = 16-32, more
   updates, a stronger entropy term, qexpn, K_b = 1, a policy delay): 1,046 and 982 at 30 minutes
   on seeds 1 and 2, against SAC's 3,156 and 3,186. With 6e-4 seeds 1 and 2 left that plateau
-  after 5-7 minutes and hopped (2,305 at 10 minutes on seed 1; 3,259 at 30 minutes on seed 2,
-  above SAC), with larger swings between evaluations on the way; seed 3 stood for the whole
+  after 5-7 minutes and hopped (3,055 and 3,259 at 30 minutes, against SAC's 3,156 and
+  3,186), with larger swings between evaluations on the way; seed 3 stood for the whole
   30 minutes (1,013), the plateau. So: much better on two seeds of three, no seed below the
   plateau, not yet reliable.
 
