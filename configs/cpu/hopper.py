@@ -11,8 +11,8 @@ Two changes from the paper's hyperparameters decide hopper (results/race/README.
 - gamma 0.997 (SAC's discount for hopper): with 0.99 QVPO stayed at about 430 for a million env
   steps;
 - step size 6e-4 for both the diffusion policy and the critic (Brax SAC's hopper step size; the
-  paper's are 1e-4 and 3e-4). With the paper's step sizes QVPO stood still at about 1,000 on
-  every seed and every variant tried (wider or LayerNorm critics, T = 10, K = 16-32, more
+  paper's are 1e-4 and 3e-4). With the paper's step sizes no seed and no variant tried got
+  past a standing plateau at about 1,000 (wider or LayerNorm critics, T = 10, K = 16-32, more
   updates, a stronger entropy term, qexpn, K_b = 1, a policy delay): 1,046 and 982 at 30 minutes
   on seeds 1 and 2, against SAC's 3,156 and 3,186. With 6e-4 seeds 1 and 2 left that plateau
   after 5-7 minutes and hopped (3,055 and 3,259 at 30 minutes, against SAC's 3,156 and
