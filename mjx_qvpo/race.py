@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 if __name__ == "__main__":
@@ -397,6 +398,25 @@ def curve_on_grid(points: list[dict], x_key: str, grid: np.ndarray) -> np.ndarra
     return np.where((idx >= 0) & (grid <= x[-1] * 1.0001), vals, np.nan)
 
 
+def seed_mean_band(seeds: Sequence[list[dict]], x_key: str, grid: np.ndarray,
+                   hold_last: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over seeds of their step-function curves on ``grid`` (NaN where no seed
+    has one). The mean is drawn only where every seed has a value, so that it never turns into a
+    subset of the seeds near the end. With ``hold_last`` each seed keeps its last evaluation to
+    the end of the grid: right on the wall-clock axis, where every seed trained for the same
+    budget and its last evaluation is its return at the budget (the seeds' last evaluations then
+    differ by fractions of a second); wrong on the env-steps axis, where seeds end at different
+    env steps."""
+    ys = np.array([curve_on_grid(pts, x_key, grid) for pts in seeds])
+    if hold_last:
+        for y, pts in zip(ys, seeds):
+            y[grid > pts[-1][x_key]] = pts[-1]["return"]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no seed there yet
+        mean = np.where(np.isfinite(ys).all(axis=0), ys.mean(axis=0), np.nan)
+        return mean, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
+
+
 def first_reaching(points: list[dict], target: float) -> dict | None:
     """The first evaluation whose return is at least ``target`` (None if none is)."""
     return next((p for p in points if p["return"] >= target), None)
@@ -464,7 +484,7 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
 
 def plot_race(race: dict, path: str) -> None:
     """Two panels: evaluation return against training seconds and against env steps; mean over
-    seeds with a min-max band, one colour per learner."""
+    seeds with a min-max band, one colour per learner (``seed_mean_band``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -477,14 +497,11 @@ def plot_race(race: dict, path: str) -> None:
         for ax, key in zip(axes, ("train_s", "env_steps")):
             hi = max(p[key] for pts in seeds for p in pts)
             grid = np.linspace(0, hi, 200)
-            ys = np.array([curve_on_grid(pts, key, grid) for pts in seeds])
-            ok = np.isfinite(ys).any(axis=0)
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(ys[:, ok], axis=0)
-                lo, up = np.nanmin(ys[:, ok], axis=0), np.nanmax(ys[:, ok], axis=0)
+            mean, lo, up = seed_mean_band(seeds, key, grid, hold_last=key == "train_s")
+            ok = np.isfinite(lo)
             label = {"qvpo": "QVPO (mjx_qvpo)", "sac": "SAC (Brax)"}[name]
-            ax.plot(grid[ok], mean, color=color, label=f"{label}, {len(seeds)} seed(s)")
-            ax.fill_between(grid[ok], lo, up, color=color, alpha=0.15)
+            ax.plot(grid, mean, color=color, label=f"{label}, {len(seeds)} seed(s)")
+            ax.fill_between(grid[ok], lo[ok], up[ok], color=color, alpha=0.15)
     axes[0].set_xlabel("training wall-clock (s, compile and evaluation excluded)")
     axes[1].set_xlabel("env steps")
     for ax in axes:

@@ -53,6 +53,24 @@ def test_curve_on_grid_is_the_last_evaluation_so_far():
     assert np.isnan(y[5])  # past the seed's last evaluation
 
 
+def test_seed_mean_band_never_averages_a_subset_of_the_seeds():
+    """The plotted mean covers every seed or is absent: on the wall-clock axis each seed holds its
+    last evaluation (its return at the budget) to the end; on the env-steps axis the mean stops
+    where the first seed ends, while the min-max band goes on."""
+    a = [{"train_s": 0.0, "env_steps": 0, "return": 0.0},
+         {"train_s": 10.0, "env_steps": 100, "return": 4.0}]
+    b = [{"train_s": 0.0, "env_steps": 0, "return": 0.0},
+         {"train_s": 9.8, "env_steps": 200, "return": 2.0}]
+    grid = np.array([0.0, 9.9, 10.0])
+    mean, lo, hi = race.seed_mean_band([a, b], "train_s", grid, hold_last=True)
+    np.testing.assert_array_equal(mean, [0.0, 1.0, 3.0])  # b's 2.0 held past 9.8 s
+    np.testing.assert_array_equal(lo, [0.0, 0.0, 2.0])
+    steps = np.array([0.0, 100.0, 150.0])
+    mean, lo, hi = race.seed_mean_band([a, b], "env_steps", steps)
+    np.testing.assert_array_equal(mean[:2], [0.0, 2.0])
+    assert np.isnan(mean[2]) and lo[2] == hi[2] == 0.0  # only b (still at 0.0) reaches 150
+
+
 def _fake_race(tmp_path):
     def seed(scale):
         return [{"train_s": t, "env_steps": 100 * t, "return": scale * t} for t in (0, 5, 10)]
