@@ -52,6 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
     # FastTD3 and FastSAC use it; the policy step is most of QVPO's learner cost.
     c.actor_update_every = 1
     c.gamma = 0.99
+    # Not in the paper (section 2 is a one-step target): FastTD3's n-step returns.
+    c.n_step = 1
     c.tau = 0.005
     c.reward_scale = 1.0
     c.actor_lr = 1e-4
@@ -220,6 +222,8 @@ SCHEMA: dict[str, Field] = {
                                "step run on every d-th update, the critic's on every update; "
                                "1 = the paper; must divide updates_per_step"),
     "gamma": _float(0.0, "discount factor", hi=1.0),
+    "n_step": _int(1, "n of the critic's n-step TD target (rewards of up to n stored steps of "
+                      "the same episode, then the bootstrap); 1 = the paper"),
     "tau": _float(0.0, "Polyak rate of both target networks, every update (the policy's "
                   "target every actor_update_every-th)", hi=1.0,
                   lo_open=True),

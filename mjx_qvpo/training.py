@@ -307,7 +307,8 @@ def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
                       ) -> Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]:
     """The learner stage ``learner_step(state, key) -> (state, metrics)``: U = ``updates_per_step``
     sgd_steps in one ``lax.scan``, each on ``batch_rows`` transitions drawn uniformly from the
-    buffer (docs/algorithm.md section 7); metrics are their means.
+    buffer (docs/algorithm.md section 7), as n-step transitions when ``n_step`` > 1
+    (``replay.sample_n_step``); metrics are their means.
 
     With ``actor_update_every`` d > 1 (a policy delay, not in the paper), the U updates are U / d
     groups of d - 1 ``critic_step`` updates (``make_sgd_step(update_actor=False)``) followed by
@@ -324,7 +325,8 @@ def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
     def one(step):
         def body(s, k):
             k_batch, k_update = jax.random.split(k)
-            return step(s, replay.sample(s.buffer, k_batch, batch_rows), k_update)
+            batch = replay.sample_n_step(s.buffer, k_batch, batch_rows, cfg.n_step, cfg.gamma)
+            return step(s, batch, k_update)
         return body
 
     def learner_step(state: TrainingState, key: jax.Array):

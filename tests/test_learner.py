@@ -338,3 +338,84 @@ def test_replay_ring_buffer_wraps_and_samples_stored_rows():
     s = replay.sample(buf, jax.random.PRNGKey(1), 400)
     assert set(np.asarray(s.reward).tolist()) == {10.0 * i + e for i in range(2, 7) for e in (0, 1)}
     np.testing.assert_array_equal(s.obs[:, 0], s.reward)   # rows stay aligned across fields
+
+
+def _episodes_into_buffer(steps: int, slots: int, num_envs: int, seed: int = 0):
+    """A buffer filled by ``steps`` training steps of ``num_envs`` fake environments whose episodes
+    end at random (by termination or by a time limit, i.e. a reset to a fresh observation), and
+    the same history as host lists per environment, for a reference computed by walking it."""
+    rng = np.random.default_rng(seed)
+    buf = replay.init(slots * num_envs, num_envs, 3, 1)
+    obs = rng.normal(size=(num_envs, 3)).astype(np.float32)
+    history = []
+    for _ in range(steps):
+        reward = rng.normal(size=num_envs).astype(np.float32)
+        nxt = (obs + rng.normal(size=obs.shape)).astype(np.float32)
+        end = rng.random(num_envs)
+        term = (end < 0.1).astype(np.float32)
+        reset = end < 0.35  # terminated, or truncated by the time limit: both reset
+        t = Transition(jnp.asarray(obs), jnp.asarray(rng.normal(size=(num_envs, 1)), jnp.float32),
+                       jnp.asarray(reward), jnp.asarray(nxt), jnp.asarray(term))
+        buf = replay.insert(buf, t)
+        history.append(jax.tree.map(np.asarray, t))
+        obs = np.where(reset[:, None], rng.normal(size=obs.shape), nxt).astype(np.float32)
+    return buf, history[-slots:]  # the steps the buffer still holds, oldest first
+
+
+def test_n_step_sample_is_the_n_step_return_of_a_reference_walk():
+    """replay.sample_n_step against a plain walk over the stored history: rewards summed with
+    gamma^j until the episode ends (termination or reset) or the stored steps run out, the
+    bootstrap from the last step's next observation with gamma^m, a wrapped ring included."""
+    n, gamma, num_envs, slots = 4, 0.9, 3, 7
+    buf, hist = _episodes_into_buffer(steps=12, slots=slots, num_envs=num_envs, seed=2)  # wraps
+    batch = replay.sample_n_step(buf, jax.random.PRNGKey(3), 300, n, gamma)
+    truncations = sum(not h.terminated[e] and not np.array_equal(h.next_obs[e], g.obs[e])
+                      for h, g in zip(hist, hist[1:]) for e in range(num_envs))
+    assert truncations >= 3 and sum(h.terminated.sum() for h in hist) >= 1
+    starts = {(float(h.obs[e, 0]), float(h.action[e, 0])): (i, e)
+              for i, h in enumerate(hist) for e in range(num_envs)}
+    seen_short = seen_full = 0
+    for row in range(300):
+        i, e = starts[(float(batch.obs[row, 0]), float(batch.action[row, 0]))]
+        ret, j = 0.0, 0
+        while True:
+            h = hist[i + j]
+            ret += gamma ** j * float(h.reward[e])
+            if (j == n - 1 or i + j + 1 == len(hist) or h.terminated[e]
+                    or not np.array_equal(h.next_obs[e], hist[i + j + 1].obs[e])):
+                break
+            j += 1
+        seen_full += j == n - 1
+        seen_short += j < n - 1
+        np.testing.assert_allclose(float(batch.reward[row]), ret, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(batch.next_obs[row], hist[i + j].next_obs[e])
+        # y = R + gamma (1 - terminated') Q' must be R + gamma^(j+1) (1 - terminated_last) Q'.
+        np.testing.assert_allclose(gamma * (1 - float(batch.terminated[row])),
+                                   gamma ** (j + 1) * (1 - float(hist[i + j].terminated[e])),
+                                   rtol=1e-5)
+    assert seen_full > 20 and seen_short > 20  # both kinds of windows were checked
+
+
+def test_n_step_window_stops_at_the_newest_stored_step():
+    """Where consecutive observations match across the ring's seam (a constant state), only the
+    stored order ends the window: a row m steps from the newest sums m rewards, full or not."""
+    gamma = 0.5
+    for steps in (3, 8):  # 3 of 5 slots filled; 8 steps into 5 slots (wrapped)
+        buf = replay.init(5, 1, 2, 1)
+        for i in range(steps):
+            ones = jnp.ones((1,), jnp.float32)
+            buf = replay.insert(buf, Transition(jnp.ones((1, 2)), ones[:, None] * i, ones,
+                                                jnp.ones((1, 2)), ones * 0))
+        b = replay.sample_n_step(buf, jax.random.PRNGKey(0), 64, 4, gamma)
+        m = np.minimum(4, steps - np.asarray(b.action[:, 0]))  # steps from the start to the end
+        np.testing.assert_allclose(b.reward, (1 - gamma ** m) / (1 - gamma))
+        np.testing.assert_allclose(1 - b.terminated, gamma ** (m - 1))
+        assert len(set(m.tolist())) >= 3
+
+
+def test_n_step_sample_with_n_1_is_the_one_step_sample():
+    buf, _ = _episodes_into_buffer(steps=9, slots=5, num_envs=2)
+    key = jax.random.PRNGKey(7)
+    one, n1 = replay.sample(buf, key, 64), replay.sample_n_step(buf, key, 64, 1, 0.99)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(n1)):
+        np.testing.assert_array_equal(a, b)

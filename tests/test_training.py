@@ -360,3 +360,39 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
     gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
         jax.tree.leaves(every.actor_params), jax.tree.leaves(delayed.actor_params)))
     assert gap > 1e-6
+
+
+def test_n_step_learner_trains_on_n_step_batches():
+    """n_step = n: each of the U updates of the learner stage is the one-step update on
+    ``replay.sample_n_step`` rows, drawn with the same keys as the one-step learner's; on a
+    buffer whose episodes run on (the bandit's steps made non-terminal) this differs from n = 1."""
+    from mjx_qvpo import replay
+
+    cfg = bandit_cfg(updates_per_step=2, n_step=3, **{
+        "network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
+        "network.time_hidden": 16})
+    trainer = make_trainer(cfg)
+    state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
+                                          jnp.int32(5))  # past warm-up
+    data = state.buffer.data  # the bandit's state is constant, so stored steps chain up
+    state = state.replace(buffer=state.buffer.replace(data=data.replace(
+        terminated=jnp.zeros_like(data.terminated))))
+    key = jax.random.PRNGKey(3)
+    n_step, _ = jax.jit(trainer.learner_step)(state, key)
+
+    @jax.jit
+    def by_hand(s):
+        for k in jax.random.split(key, cfg.updates_per_step):
+            k_batch, k_update = jax.random.split(k)
+            batch = replay.sample_n_step(s.buffer, k_batch, cfg.batch_size, 3, cfg.gamma)
+            s, _ = trainer.update(s, batch, k_update)
+        return s
+    manual = by_hand(state)
+    for a, b in zip(jax.tree.leaves(n_step), jax.tree.leaves(manual)):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=1e-5, atol=1e-6)
+    # On this buffer the n-step rows are not the one-step rows (same keys), so the test has teeth.
+    k_batch = jax.random.split(jax.random.split(key, cfg.updates_per_step)[0])[0]
+    assert not np.allclose(replay.sample(state.buffer, k_batch, cfg.batch_size).reward,
+                           replay.sample_n_step(state.buffer, k_batch, cfg.batch_size, 3,
+                                                cfg.gamma).reward)
