@@ -142,14 +142,16 @@ def test_truncation_autoreset_inverted_pendulum():
             np.testing.assert_array_equal(res.episode_return, 0.0)
             np.testing.assert_array_equal(res.episode_length, 0)
             np.testing.assert_array_equal(state.steps, t)
-            np.testing.assert_array_equal(state.obs, res.next_obs)  # no reset
+            # no reset: bit for bit, which replay.sample_n_step relies on to chain steps
+            np.testing.assert_array_equal(state.obs, res.next_obs)
     np.testing.assert_array_equal(res.truncated, 1.0)
     np.testing.assert_array_equal(res.done, 1.0)
     np.testing.assert_array_equal(state.steps, 0)
     np.testing.assert_array_equal(state.episode_return, 0.0)
     np.testing.assert_array_equal(res.episode_length, 3)
     np.testing.assert_allclose(res.episode_return, np.sum(rewards, axis=0), rtol=1e-6)
-    # next_obs is the true final obs; state.obs is a FRESH reset (not brax's first-state trick)
+    # next_obs is the true final obs; state.obs is a FRESH reset (not brax's first-state trick),
+    # which is how replay.sample_n_step sees a time limit without a stored flag
     assert np.all(np.any(np.asarray(res.next_obs) != np.asarray(state.obs), axis=-1))
     assert np.all(np.any(np.asarray(state.obs) != first_obs, axis=-1))
     assert np.all(np.abs(state.obs) <= 0.01 + 1e-6)  # within brax's reset noise
