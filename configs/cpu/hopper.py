@@ -18,7 +18,10 @@ Two changes from the paper's hyperparameters decide hopper (results/race/README.
   after 5-7 minutes and hopped (3,055 and 3,259 at 30 minutes, against SAC's 3,156 and
   3,186), with larger swings between evaluations on the way; seed 3 stood for the whole
   30 minutes (1,013), the plateau. So: much better on two seeds of three, no seed below the
-  plateau, not yet reliable.
+  plateau, not yet reliable. Halving the policy's step size (3e-4) got seed 3 hopping (2,890)
+  but left seeds 1 and 2 at the plateau at 30 minutes (1,040, 1,034): 1,655 +- 873 against
+  2,443 +- 1,014 here, so both stay at 6e-4
+  (results/race/hopper_cpu_actor3e-4_1800s_seeds123/).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
