@@ -299,23 +299,34 @@ def test_training_step_is_the_collect_stage_then_the_learner_stage():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("u, d", [(4, 2), (6, 3)])
-def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, d):
+@pytest.mark.parametrize("u, d, n", [(4, 2, 1), (6, 3, 3)])
+def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, d, n):
     """actor_update_every = d: the learner stage is U / d groups of (d - 1) critic-only updates and
     one full update, each on its own batch and key as in the d = 1 scan; a critic-only update
     is the full update's critic step and leaves the policy, its optimizer, its target and the
     Q statistics (qexpn keeps running ones) untouched; critic metrics are means over all U
-    updates, policy metrics over the U / d policy steps."""
+    updates, policy metrics over the U / d policy steps. With n_step = n > 1 every batch is
+    ``replay.sample_n_step``'s, drawn with the same keys (the bandit's steps are made
+    non-terminal here, so that its constant state chains them into n-step rows)."""
     from mjx_qvpo import replay
     from mjx_qvpo.training import make_optimizers, make_sgd_step
 
-    cfg = bandit_cfg(updates_per_step=u, actor_update_every=d, q_transform="qexpn", **{
+    cfg = bandit_cfg(updates_per_step=u, actor_update_every=d, n_step=n, q_transform="qexpn", **{
         "network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
         "network.time_hidden": 16})
     trainer = make_trainer(cfg)
     state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
                                           jnp.int32(5))  # past warm-up
+    if n > 1:
+        data = state.buffer.data
+        state = state.replace(buffer=state.buffer.replace(data=data.replace(
+            terminated=jnp.zeros_like(data.terminated))))
     key = jax.random.PRNGKey(3)
+    if n > 1:  # the n-step rows are not the one-step rows here, so the comparison has teeth
+        k_batch = jax.random.split(jax.random.split(key, u)[0])[0]
+        assert not np.allclose(replay.sample(state.buffer, k_batch, cfg.batch_size).reward,
+                               replay.sample_n_step(state.buffer, k_batch, cfg.batch_size, n,
+                                                    cfg.gamma).reward)
     delayed, metrics = jax.jit(trainer.learner_step)(state, key)
 
     critic_step = make_sgd_step(cfg, trainer.nets, make_optimizers(cfg), update_actor=False)
@@ -330,7 +341,7 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
         critic_losses, actor_losses = [], []
         for i, k in enumerate(jax.random.split(key, u)):
             k_batch, k_update = jax.random.split(k)
-            batch = replay.sample(s.buffer, k_batch, cfg.batch_size)
+            batch = replay.sample_n_step(s.buffer, k_batch, cfg.batch_size, n, cfg.gamma)
             full, m_full = trainer.update(s, batch, k_update)
             if (i + 1) % d:  # a critic-only update
                 new, m = critic_step(s, batch, k_update)
@@ -361,38 +372,3 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
         jax.tree.leaves(every.actor_params), jax.tree.leaves(delayed.actor_params)))
     assert gap > 1e-6
 
-
-def test_n_step_learner_trains_on_n_step_batches():
-    """n_step = n: each of the U updates of the learner stage is the one-step update on
-    ``replay.sample_n_step`` rows, drawn with the same keys as the one-step learner's; on a
-    buffer whose episodes run on (the bandit's steps made non-terminal) this differs from n = 1."""
-    from mjx_qvpo import replay
-
-    cfg = bandit_cfg(updates_per_step=2, n_step=3, **{
-        "network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
-        "network.time_hidden": 16})
-    trainer = make_trainer(cfg)
-    state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
-                                          jnp.int32(5))  # past warm-up
-    data = state.buffer.data  # the bandit's state is constant, so stored steps chain up
-    state = state.replace(buffer=state.buffer.replace(data=data.replace(
-        terminated=jnp.zeros_like(data.terminated))))
-    key = jax.random.PRNGKey(3)
-    n_step, _ = jax.jit(trainer.learner_step)(state, key)
-
-    @jax.jit
-    def by_hand(s):
-        for k in jax.random.split(key, cfg.updates_per_step):
-            k_batch, k_update = jax.random.split(k)
-            batch = replay.sample_n_step(s.buffer, k_batch, cfg.batch_size, 3, cfg.gamma)
-            s, _ = trainer.update(s, batch, k_update)
-        return s
-    manual = by_hand(state)
-    for a, b in zip(jax.tree.leaves(n_step), jax.tree.leaves(manual)):
-        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                   rtol=1e-5, atol=1e-6)
-    # On this buffer the n-step rows are not the one-step rows (same keys), so the test has teeth.
-    k_batch = jax.random.split(jax.random.split(key, cfg.updates_per_step)[0])[0]
-    assert not np.allclose(replay.sample(state.buffer, k_batch, cfg.batch_size).reward,
-                           replay.sample_n_step(state.buffer, k_batch, cfg.batch_size, 3,
-                                                cfg.gamma).reward)
