@@ -196,6 +196,12 @@ def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
             race.merge_races([race._load_race(str(tmp_path / n)) for n in races])
     assert race.main(["--config", "configs/cpu/hopper.py", "--budget-s", "5", "--merge", a]) == 2
     assert "--merge works with --report only" in capsys.readouterr().err
+    # A field added to the config since a race was saved counts as its default there.
+    _saved_race(tmp_path, "new1", 4, n_step=1)
+    _saved_race(tmp_path, "new3", 5, n_step=3)
+    race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "new1")])
+    with pytest.raises(race.ConfigError, match="differ in qvpo_config"):
+        race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "new3")])
 
 
 def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
