@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjx_qvpo.config import ConfigError, base_config, derive, resolve
+from mjx_qvpo.config import ConfigError, derive, from_json, resolve
 
 # Brax SAC settings per task: the values Brax's own examples use for its MJX locomotion tasks
 # (brax/training/learner and the Brax training colab: 128 envs, batch 512, 64 updates per step,
@@ -269,9 +269,9 @@ def qvpo_settings(qvpo_config: dict, *also: str) -> dict:
     """A saved QVPO config without ``workdir`` (where a train run would write, derived from the
     seed by default; it changes no curve) and without the fields in ``also``: what two races'
     QVPO configs must agree on to be joined or reused. Fields added to the config since the race
-    was saved take their defaults (as ``config.from_json`` gives them to older runs), since the
-    race ran what those defaults do."""
-    filled = {**config_json(base_config()), **qvpo_config}
+    was saved take their defaults, nested ones included (``config.from_json``, which gives them
+    to older runs), since the race ran what those defaults do."""
+    filled = config_json(from_json(json.dumps(qvpo_config)))
     return {k: v for k, v in filled.items() if k not in ("workdir", *also)}
 
 

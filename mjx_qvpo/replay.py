@@ -65,11 +65,17 @@ def insert(buffer: ReplayBuffer, batch: Transition) -> ReplayBuffer:
                         size=jnp.minimum(buffer.size + 1, buffer.capacity_steps))
 
 
-def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Transition:
-    """Uniformly sample ``batch_size`` stored transitions (with replacement)."""
+def _draw(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Step slots and environment indices of ``batch_size`` uniform draws (with replacement)."""
     k_step, k_env = jax.random.split(key)
     step = jax.random.randint(k_step, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     env = jax.random.randint(k_env, (batch_size,), 0, buffer.num_envs)
+    return step, env
+
+
+def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Transition:
+    """Uniformly sample ``batch_size`` stored transitions (with replacement)."""
+    step, env = _draw(buffer, key, batch_size)
     return jax.tree.map(lambda d: d[step, env], buffer.data)
 
 
@@ -94,13 +100,10 @@ def sample_n_step(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n: int,
     have such episodes chained; the MJX tasks draw their initial states at random. The rewards
     are the behavior policy's, uncorrected, as in FastTD3.
     """
-    s = buffer.capacity_steps
-    k_step, k_env = jax.random.split(key)
-    size = jnp.maximum(buffer.size, 1)
-    slot = jax.random.randint(k_step, (batch_size,), 0, size)  # the same draws as ``sample``
-    env = jax.random.randint(k_env, (batch_size,), 0, buffer.num_envs)
     if n == 1:
-        return jax.tree.map(lambda d: d[slot, env], buffer.data)
+        return sample(buffer, key, batch_size)
+    s = buffer.capacity_steps
+    slot, env = _draw(buffer, key, batch_size)  # the same draws as ``sample``
     # Age of the start step (0 = oldest stored step); step t+j exists iff age + j < size.
     age = (slot - (buffer.position - buffer.size)) % s
     win = jax.tree.map(lambda d: jnp.stack([d[(slot + j) % s, env] for j in range(n)]),

@@ -200,6 +200,8 @@ def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
     _saved_race(tmp_path, "new1", 4, n_step=1)
     _saved_race(tmp_path, "new3", 5, n_step=3)
     race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "new1")])
+    _saved_race(tmp_path, "nested", 6, network={"critic_layer_norm": False})  # nested too
+    race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "nested")])
     with pytest.raises(race.ConfigError, match="differ in qvpo_config"):
         race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "new3")])
 

@@ -317,12 +317,12 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
     trainer = make_trainer(cfg)
     state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
                                           jnp.int32(5))  # past warm-up
+    key = jax.random.PRNGKey(3)
     if n > 1:
         data = state.buffer.data
         state = state.replace(buffer=state.buffer.replace(data=data.replace(
             terminated=jnp.zeros_like(data.terminated))))
-    key = jax.random.PRNGKey(3)
-    if n > 1:  # the n-step rows are not the one-step rows here, so the comparison has teeth
+        # The n-step rows are not the one-step rows here, so the comparison has teeth.
         k_batch = jax.random.split(jax.random.split(key, u)[0])[0]
         assert not np.allclose(replay.sample(state.buffer, k_batch, cfg.batch_size).reward,
                                replay.sample_n_step(state.buffer, k_batch, cfg.batch_size, n,
