@@ -22,6 +22,9 @@ Two changes from the paper's hyperparameters decide hopper (results/race/README.
   but left seeds 1 and 2 at the plateau at 30 minutes (1,040, 1,034): 1,655 +- 873 against
   2,443 +- 1,014 here, so both stay at 6e-4
   (results/race/hopper_cpu_actor3e-4_1800s_seeds123/).
+  A policy delay of 2 (actor_update_every=2, 1.5x the env steps per second) did the same: seed 3
+  hopped (3,184, above SAC's 2,955), seeds 1 and 2 stood (982, 1,032), 1,732 +- 1,026; not taken
+  (results/race/hopper_cpu_delay2_1800s_seeds123/).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
