@@ -291,8 +291,9 @@ def merge_races(races: Sequence[dict]) -> dict:
                 "qvpo" in r, "sac" in r)
     names = ("task", "device", "budget_s", "num_eval_envs", "episode_length", "qvpo_config",
              "sac_settings", "QVPO curves", "SAC curves")
+    ref = key(first)  # once: qvpo_settings fills the saved config through from_json
     for r in races[1:]:
-        for name, a, b in zip(names, key(first), key(r)):
+        for name, a, b in zip(names, ref, key(r)):
             if a != b:
                 raise ConfigError(f"--merge: {r['path']} and {first['path']} differ in {name}")
     seeds = [s for r in races for s in r["seeds"]]
