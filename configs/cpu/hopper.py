@@ -18,9 +18,10 @@ Three changes from the paper's hyperparameters decide hopper (results/race/READM
   (3,055, 3,259) and seed 3 stood for the whole 30 minutes (1,013); a halved policy step size or
   a policy delay of 2 moved the plateau to the other seeds (1,655 +- 873, 1,732 +- 1,026);
 - a LayerNorm critic (network.critic_layer_norm, as in FastSAC, PQN and Playground's SAC): with
-  it all three seeds hop at 30 minutes, 3,182, 3,159, 3,097 (3,146 +- 36), against SAC's 3,156, 3,186, 2,955
-  (results/race/hopper_cpu_critic_layernorm_1800s_seeds123/). It costs about 10% of the env
-  steps per second (1.06-1.09M env steps in 30 minutes instead of 1.08-1.20M).
+  it all three seeds hop at 30 minutes, 3,182, 3,159, 3,097 (3,146 +- 36), against SAC's
+  3,156, 3,186, 2,955 (results/race/hopper_cpu_critic_layernorm_1800s_seeds123/). It costs
+  about 6% of the env steps (1.06-1.11M in the 30 minutes instead of 1.08-1.20M), and it rises
+  later on seeds 1 and 2 (1,000 first after 600 and 714 s instead of 312 and 306 s).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
