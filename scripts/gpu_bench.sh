@@ -44,7 +44,7 @@ stage() {
   fi
   local limit=$((left - 15 < cap ? left - 15 : cap))
   local t0=$SECONDS
-  timeout "$limit" "$@" 2>&1 | grep -v "warp" > "$OUT/$name.log"
+  timeout "$limit" "$@" 2>&1 | grep --line-buffered -v "warp" > "$OUT/$name.log"
   local rc=${PIPESTATUS[0]}
   echo "gpu_bench: $name rc=$rc $((SECONDS - t0)) s (at $((SECONDS - start)) s)" | tee -a "$OUT/stages.txt"
   tail -n 25 "$OUT/$name.log"

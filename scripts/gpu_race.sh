@@ -21,6 +21,6 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
 mkdir -p "$OUT"
 start=$SECONDS
-timeout 570 ${PYTHON:-python3} -m mjx_qvpo.race --config "$CONFIG" --budget-s "$BUDGET" \
-  --out "$OUT" "$@" 2>&1 | grep -v "warp" | tee "$OUT/race.log"
+timeout "${RACE_TIMEOUT:-570}" ${PYTHON:-python3} -m mjx_qvpo.race --config "$CONFIG" --budget-s "$BUDGET" \
+  --out "$OUT" "$@" 2>&1 | grep --line-buffered -v "warp" | tee "$OUT/race.log"
 echo "gpu_race: done after $((SECONDS - start)) s"
