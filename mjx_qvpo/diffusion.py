@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjx_qvpo.networks import NoiseModel, Params
+from mjx_qvpo.networks import NoiseModel, Params, cast_weights
 
 BETA_SCHEDULES = ("cosine", "linear", "vp")
 
@@ -123,6 +123,8 @@ def sample_reference(model: NoiseModel, sched: Schedule, params: Params, obs: ja
     The state's and each step's share of the first layer are computed once and broadcast over
     the K candidates (see networks.py), which removes most first-layer work at humanoid sizes.
     Each step draws its own noise inside the scan (no (T, B, K, d) array is materialized).
+    In bfloat16 matmul mode the weights are rounded to bfloat16 once, before the scan
+    (``cast_weights``: the same bits, T times fewer conversions).
     """
     batch = obs.shape[:-1]
     shape = (*batch, num_samples, model.action_size)
@@ -130,10 +132,11 @@ def sample_reference(model: NoiseModel, sched: Schedule, params: Params, obs: ja
     t_feat = model.time_features(params, sched.num_steps)             # (T, H)
     key_init, key_steps = jax.random.split(key)
     a_T = jax.random.normal(key_init, shape, jnp.float32)
+    step_params = cast_weights(params, model.precision)
 
     def step(a_t, inputs):
         t, k = inputs
-        eps = model.apply_features(params, a_t, s_feat + t_feat[t])
+        eps = model.apply_features(step_params, a_t, s_feat + t_feat[t])
         return posterior_step(sched, t, a_t, eps, jax.random.normal(k, shape, jnp.float32)), None
 
     ts = jnp.arange(sched.num_steps - 1, -1, -1)

@@ -75,6 +75,25 @@ def matmul(x: jax.Array, w: jax.Array, mode: str = "float32") -> jax.Array:
     return jnp.dot(x, w, precision=precision)
 
 
+def cast_weights(params: Params, mode: str = "float32") -> Params:
+    """``params`` with every weight matrix (the leaves named ``w``, ``w_a``, ``w_s``, ``w_t``) in
+    the dtype ``matmul`` rounds it to in ``mode``: bfloat16 in bfloat16 mode; unchanged (the same
+    tree) in the other modes. ``matmul`` then has nothing to convert, so a loop that applies a
+    network many times (the sampler's T denoising steps, docs/algorithm.md section 1) converts each
+    weight once before the loop instead of once per step, as a separate GPU kernel each time (the
+    H200 profile of bfloat16 sampling, results/bench/h200_profile_bf16/). Biases stay float32.
+    The products are bit for bit the same: rounding a weight to bfloat16 gives the same bits
+    wherever it is done."""
+    if mode != "bfloat16":
+        return params
+
+    def cast(path, x):
+        last = path[-1]
+        is_weight = isinstance(last, jax.tree_util.DictKey) and str(last.key).startswith("w")
+        return x.astype(jnp.bfloat16) if is_weight else x
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
 def _apply_trunk(layers: list[Params], h: jax.Array, precision: str,
                  norms: list[Params] | None = None) -> jax.Array:
     """Apply hidden layers with Mish after each but the last (the output layer is linear); with

@@ -142,6 +142,8 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     chunk_fn = eval_fn = None
     compile_s = 0.0
     out: dict[str, list] = {}
+    eval_s: list[float] = []   # wall seconds of each evaluation (not on the training clock)
+    t_start = time.perf_counter()
     for group in groups:
         k_init, k_eval = keys_of(group)
         state = jax.jit(lift(trainer.init))(k_init)
@@ -162,15 +164,22 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
         def evaluate():
             box["evals"] += 1
             fold = lambda k: jax.random.fold_in(k, box["evals"])  # noqa: E731
+            t = time.perf_counter()
             r = eval_fn(box["state"], lift(fold)(k_eval))["eval/episode_return"]
-            return np.ravel(np.asarray(jax.device_get(r), float)).tolist()
+            r = np.ravel(np.asarray(jax.device_get(r), float)).tolist()
+            eval_s.append(time.perf_counter() - t)
+            return r
 
         pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
                            f"QVPO seed(s) {group}")
         for i, s in enumerate(group):
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
                             "return": p["returns"][i]} for p in pts]
-    return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds}
+    wall_s = time.perf_counter() - t_start
+    log(f"QVPO: {wall_s:.0f} s of wall-clock in all; {len(eval_s)} evaluations took "
+        f"{sum(eval_s):.0f} s (median {np.median(eval_s):.1f} s)")
+    return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds,
+            "eval_s": eval_s, "wall_s": wall_s}
 
 
 # ------------------------------------------------------------------------------------ SAC
@@ -220,20 +229,25 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     n = settings["num_envs"]
     epoch_env_steps = max(1, epoch_env_steps // n) * n
     warm: list[dict] = []
+    log("SAC: warm-up run (prefill, two epochs, three evaluations), which compiles its programs")
     t0 = time.perf_counter()
     _sac_train(task, settings, seed=seeds[0], num_epochs=2, epoch_env_steps=epoch_env_steps,
                episode_length=episode_length, num_eval_envs=num_eval_envs,
                progress_fn=lambda step, m: warm.append(m))
     warm_s = time.perf_counter() - t0
-    out, epoch_times = {}, []
+    log(f"SAC: warm-up run took {warm_s:.1f} s")
+    out, epoch_times, eval_s = {}, [], []
     for seed in seeds:
         pts: list[dict] = []
-        last = [0.0]
+        last = [0.0, 0.0]   # training clock and evaluation wall-clock at the previous epoch
 
         def progress(step, m, pts=pts, last=last):
             clock = float(m.get("training/walltime", 0.0))
             pts.append({"train_s": clock, "env_steps": int(step),
                         "return": float(m["eval/episode_reward"])})
+            if "eval/walltime" in m:   # Brax's evaluator times itself, cumulatively per run
+                eval_s.append(float(m["eval/walltime"]) - last[1])
+                last[1] = float(m["eval/walltime"])
             if not step:
                 return
             epoch_times.append(clock - last[0])
@@ -251,9 +265,17 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             pass
         out[str(seed)] = pts
     compile_s = max(0.0, warm_s - 2 * float(np.median(epoch_times)))
-    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s")
+    wall_s = time.perf_counter() - t0
+    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s; {wall_s:.0f} s of "
+        f"wall-clock in all" + (f"; {len(eval_s)} evaluations took {sum(eval_s):.0f} s"
+                                if eval_s else ""))
     return {"compile_s": compile_s, "warmup_s": warm_s, "epoch_env_steps": epoch_env_steps,
-            "seeds": out}
+            "seeds": out, "eval_s": eval_s, "wall_s": wall_s}
+
+
+# A learner's wall-clock figures describe the process that trained it: a race that reuses or
+# merges curves does not carry them over (its report would count another process's time).
+_RUN_TIMES = ("wall_s", "eval_s")
 
 
 def _load_race(path: str, flag: str = "--merge") -> dict:
@@ -312,7 +334,8 @@ def merge_races(races: Sequence[dict]) -> dict:
                          "command": " ; ".join(x["command"] for x in reused)}
     for name in ("qvpo", "sac"):
         if name in first:
-            part = {k: v for k, v in first[name].items() if k not in ("seeds", "summary")}
+            part = {k: v for k, v in first[name].items()
+                    if k not in ("seeds", "summary", *_RUN_TIMES)}
             part["compile_s"] = float(np.mean([r[name]["compile_s"] for r in races]))
             part["seeds"] = {s: pts for r in races for s, pts in r[name]["seeds"].items()}
             out[name] = part
@@ -354,7 +377,7 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
             if sac_budget_reached(p["train_s"], epochs, budget_s):
                 break
         curves[str(s)] = keep
-    sac = {k: v for k, v in old["sac"].items() if k not in ("seeds", "summary")}
+    sac = {k: v for k, v in old["sac"].items() if k not in ("seeds", "summary", *_RUN_TIMES)}
     sac["seeds"] = curves
     return {"sac": sac, "settings": old["sac_settings"],
             "source": {"path": file, "command": old["command"], "budget_s": old["budget_s"]}}
@@ -386,7 +409,7 @@ def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> di
     if differ:
         raise ConfigError(f"--qvpo-from: {file} has another QVPO config "
                           f"(fields {', '.join(differ)})")
-    qvpo = {k: v for k, v in old["qvpo"].items() if k != "summary"}
+    qvpo = {k: v for k, v in old["qvpo"].items() if k not in ("summary", *_RUN_TIMES)}
     return {"qvpo": qvpo, "source": {"path": file, "command": old["command"],
                                      "budget_s": old["budget_s"]}}
 
@@ -444,6 +467,23 @@ def summarize(result: dict, target: float | None = None) -> dict:
     return out
 
 
+def _wall_clock_note(race: dict, learners: Sequence[str]) -> str:
+    """One line per learner that recorded it (races since session 12): the wall-clock the learner
+    took in all (compile, training, evaluations) and its evaluations' share, the figures that
+    size a race to a device call; empty when none did."""
+    lines = []
+    for name in learners:
+        r = race[name]
+        if "wall_s" not in r:
+            continue
+        ev = r.get("eval_s") or []
+        label = "QVPO" if name == "qvpo" else "Brax SAC"
+        lines.append(f"- {label}: {r['wall_s']:,.0f} s of wall-clock in all"
+                     + (f", of which {len(ev)} evaluations {sum(ev):,.0f} s (median "
+                        f"{float(np.median(ev)):.1f} s)" if ev else "") + ".")
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def write_report(race: dict, out: str, target: float | None = None) -> str:
     """Summaries into ``race`` (with ``target``: time to reach it), ``race.md`` (one row per
     learner) and ``race.png`` in ``out``; returns the Markdown."""
@@ -477,7 +517,7 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
             + ("" if "qvpo_from" not in race else
                f"QVPO's curves were not (all) trained by this race: reused from "
                f"`{race['qvpo_from']['path']}` (`{race['qvpo_from']['command']}`).\n\n")
-            + "\n".join(rows) + "\n")
+            + "\n".join(rows) + "\n" + _wall_clock_note(race, learners))
     with open(os.path.join(out, "race.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "race.json"), "w") as f:

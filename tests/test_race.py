@@ -264,7 +264,11 @@ def test_a_short_race_writes_both_curves(tmp_path):
         assert all(b["env_steps"] > a["env_steps"] for a, b in zip(pts, pts[1:]))
         assert pts[-1]["train_s"] > 2.0 and r[name]["compile_s"] > 0
         assert all(0.0 <= p["return"] <= 200.0 for p in pts)
-    assert (out / "race.png").stat().st_size > 10_000 and (out / "race.md").exists()
+        # Each evaluation's wall-clock (off the training clock) and the learner's whole time.
+        assert len(r[name]["eval_s"]) == len(pts) and all(t > 0 for t in r[name]["eval_s"])
+        assert r[name]["wall_s"] > pts[-1]["train_s"] + sum(r[name]["eval_s"])
+    assert (out / "race.png").stat().st_size > 10_000
+    assert (out / "race.md").read_text().count("s of wall-clock in all") == 2
     # SAC alone, QVPO's curves reused from the race above (same config, budget and device).
     again = tmp_path / "sac_only"
     assert race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "4",
@@ -273,4 +277,5 @@ def test_a_short_race_writes_both_curves(tmp_path):
                       "--out", str(again)]) == 0
     r2 = json.loads((again / "race.json").read_text())
     assert r2["qvpo"]["seeds"] == r["qvpo"]["seeds"] and r2["qvpo_from"]["path"].startswith(str(out))
+    assert "wall_s" not in r2["qvpo"] and "wall_s" in r2["sac"]   # only what this race ran
     assert r2["sac"]["seeds"]["0"][-1]["train_s"] > 2.0

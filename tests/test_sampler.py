@@ -34,6 +34,44 @@ def test_draw_noise_is_the_reference_stream():
     np.testing.assert_allclose(jnp.clip(a, -1, 1), ref, atol=1e-5)
 
 
+def _scan_body_weight_converts(fn, *args) -> int:
+    """Conversions to bfloat16 of 2-D arrays (weight matrices) inside the jaxpr's scan bodies."""
+    def count(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan":
+                n += sum(1 for e in eqn.params["jaxpr"].jaxpr.eqns
+                         if e.primitive.name == "convert_element_type"
+                         and e.params["new_dtype"] == jnp.bfloat16 and e.invars[0].aval.ndim == 2)
+            for sub in jax.core.jaxprs_in_params(eqn.params):
+                n += count(sub)
+        return n
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def test_bfloat16_weights_are_rounded_once_before_the_denoising_loop(monkeypatch):
+    """bfloat16 mode: the reference sampler rounds the weights before its scan, not in each of
+    the T steps (one GPU kernel per weight and step, H200 profile), with the same result."""
+    sched = diffusion.make_schedule(5)
+    model = _model(3, 4, (32, 32), "bfloat16")
+    params = model.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+    key = jax.random.PRNGKey(2)
+    sample = jax.jit(lambda p, o, k: diffusion.sample_reference(model, sched, p, o, k, 8))
+    hoisted = sample(params, obs, key)
+    assert _scan_body_weight_converts(sample, params, obs, key) == 0
+    monkeypatch.setattr(diffusion, "cast_weights", lambda p, mode: p)   # the per-step path
+    per_step = jax.jit(lambda p, o, k: diffusion.sample_reference(model, sched, p, o, k, 8))
+    assert _scan_body_weight_converts(per_step, params, obs, key) >= 3   # w_a and the trunk
+    np.testing.assert_array_equal(hoisted, per_step(params, obs, key))
+    # float32 mode converts nothing and passes the parameters through untouched.
+    from mjx_qvpo.networks import cast_weights
+    assert cast_weights(params, "float32") is params
+    cast = cast_weights(params, "bfloat16")
+    assert cast["trunk"][0]["w"].dtype == jnp.bfloat16 and cast["first"]["w_a"].dtype == jnp.bfloat16
+    assert cast["trunk"][0]["b"].dtype == jnp.float32 and cast["first"]["b"].dtype == jnp.float32
+
+
 @pytest.mark.parametrize("obs, act, hidden, batch, k, steps, tile", [
     (7, 17, (32, 24, 32), 5, 3, 5, 16),    # 15 rows in one padded tile; widths padded to 32
     (4, 6, (64, 64), 9, 8, 6, 16),         # 72 rows: 4 full tiles and a padded fifth
