@@ -4,9 +4,13 @@
 # lacks travel as wheels in .whl/, see results/bench/README.md).
 #   bash scripts/gpu_race.sh OUT_DIR [CONFIG] [BUDGET_S] [EXTRA race args...]
 # Default: configs/halfcheetah.py, 150 s of training per learner. Per learner the call also
-# spends its compile time (about 80 s for QVPO's chunk and evaluation on an H200) and its
-# evaluations, so two learners at 150 s fit a 9-minute call; 240 s per learner needs more
-# than one call allows (run QVPO alone with --no-sac to see its curve at that budget).
+# spends its compile time and its evaluations. On an H200 (session 12, results/race/
+# halfcheetah_h200_150s/) two learners at 150 s did NOT fit a 555 s race: QVPO (compile 84 s,
+# 150 s of training, four evaluations) finished, and SAC was still in its warm-up run (which
+# compiles its programs) when the limit came. So give each learner its own call: QVPO with
+# --no-sac, then SAC with --qvpo-from DIR (same device kind, config and budget). The race now
+# logs each learner's wall-clock and evaluation time, which sizes the next try.
+# RACE_TIMEOUT (default 570) limits the race itself, inside the device tool's 600 s.
 set -u
 OUT=${1:?usage: gpu_race.sh OUT_DIR [CONFIG] [BUDGET_S] [race args...]}
 CONFIG=${2:-configs/halfcheetah.py}
