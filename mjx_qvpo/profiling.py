@@ -231,6 +231,12 @@ def profile_training_step(cfg, log_dir: str, chunks: int = 2) -> dict:
     return out
 
 
+def gpu_busy_share(profile: dict) -> float:
+    """Kernel time over traced wall-clock of a GPU profile (``reduce_trace`` output with
+    ``traced_wall_s``): how much of the traced training steps the GPU spent computing."""
+    return profile["total_self_us"] / 1e6 / profile["traced_wall_s"]
+
+
 def to_markdown(report: dict) -> str:
     """The reduced profile as Markdown: classes, then the top operations."""
     p, c = report["profile"], report["config"]
@@ -248,6 +254,14 @@ def to_markdown(report: dict) -> str:
              f"summed self time {p['total_self_us'] / 1e6:.3f} s (on the CPU, thunks of several "
              f"worker threads overlap, so it can exceed the wall time).", "",
              "| class | self time, ms | share | operations |", "|---|---|---|---|"]
+    if p["source"] == "gpu streams" and p.get("num_updates"):
+        # One stream's kernels do not overlap, so kernel time over wall time is the share of
+        # the step the GPU computes; the rest it waits for launches and the host.
+        n = p["num_updates"]
+        lines[-2:-2] = [f"Per update: {p['traced_wall_s'] / n * 1e3:.2f} ms of wall-clock under "
+                        f"the profiler, {p['total_self_us'] / n / 1e3:.2f} ms of kernel time: the "
+                        f"GPU is busy {gpu_busy_share(p):.0%} of the traced time (the rest it "
+                        f"waits for kernel launches and the host).", ""]
     if p.get("reclassified"):
         lines[-2:-2] = [f"Classes recomputed from the top {len(p['top_ops'])} operations by "
                         "`python -m mjx_qvpo.profiling --reclassify` (the trace was reduced by an "

@@ -126,6 +126,9 @@ def test_reclassify_recomputes_classes_from_top_ops(tmp_path):
     assert profiling.main(["--reclassify", str(src), str(tmp_path / "q")]) == 0
     md = (tmp_path / "q.md").read_text()
     assert "| fusions / elementwise | 0.0 | 30.0% | 3 |" in md and "recomputed" in md
+    # 100 us of kernels in 1 s of traced wall-clock: the GPU computed 0.01% of the time.
+    assert profiling.gpu_busy_share(prof) == pytest.approx(1e-4)
+    assert "1000.00 ms of wall-clock under the profiler, 0.10 ms of kernel time: the GPU is busy 0%" in md
     assert profiling.main(["--reclassify", str(src)]) == 2
 
 
