@@ -176,8 +176,7 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
                             "return": p["returns"][i]} for p in pts]
     wall_s = time.perf_counter() - t_start
-    log(f"QVPO: {wall_s:.0f} s of wall-clock in all; {len(eval_s)} evaluations took "
-        f"{sum(eval_s):.0f} s (median {np.median(eval_s):.1f} s)")
+    log(_wall_clock_line("QVPO", wall_s, eval_s))
     return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds,
             "eval_s": eval_s, "wall_s": wall_s}
 
@@ -266,9 +265,8 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
         out[str(seed)] = pts
     compile_s = max(0.0, warm_s - 2 * float(np.median(epoch_times)))
     wall_s = time.perf_counter() - t0
-    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s; {wall_s:.0f} s of "
-        f"wall-clock in all" + (f"; {len(eval_s)} evaluations took {sum(eval_s):.0f} s"
-                                if eval_s else ""))
+    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s")
+    log(_wall_clock_line("SAC", wall_s, eval_s))
     return {"compile_s": compile_s, "warmup_s": warm_s, "epoch_env_steps": epoch_env_steps,
             "seeds": out, "eval_s": eval_s, "wall_s": wall_s}
 
@@ -467,20 +465,22 @@ def summarize(result: dict, target: float | None = None) -> dict:
     return out
 
 
+def _wall_clock_line(label: str, wall_s: float, eval_s: Sequence[float]) -> str:
+    """"LABEL: W s of wall-clock in all, of which N evaluations E s (median M s)": a learner's
+    whole time (compile, training, evaluations) and its evaluations' share, the figures that size
+    a race to a device call. Logged at the end of each learner and written into race.md."""
+    return (f"{label}: {wall_s:,.0f} s of wall-clock in all"
+            + (f", of which {len(eval_s)} evaluations {sum(eval_s):,.0f} s (median "
+               f"{float(np.median(eval_s)):.1f} s)" if eval_s else ""))
+
+
 def _wall_clock_note(race: dict, learners: Sequence[str]) -> str:
-    """One line per learner that recorded it (races since session 12): the wall-clock the learner
-    took in all (compile, training, evaluations) and its evaluations' share, the figures that
-    size a race to a device call; empty when none did."""
-    lines = []
-    for name in learners:
-        r = race[name]
-        if "wall_s" not in r:
-            continue
-        ev = r.get("eval_s") or []
-        label = "QVPO" if name == "qvpo" else "Brax SAC"
-        lines.append(f"- {label}: {r['wall_s']:,.0f} s of wall-clock in all"
-                     + (f", of which {len(ev)} evaluations {sum(ev):,.0f} s (median "
-                        f"{float(np.median(ev)):.1f} s)" if ev else "") + ".")
+    """``_wall_clock_line`` for each learner that recorded its times (races since session 12),
+    as a Markdown list; empty when none did."""
+    labels = {"qvpo": "QVPO", "sac": "Brax SAC"}
+    lines = ["- " + _wall_clock_line(labels[name], race[name]["wall_s"],
+                                     race[name].get("eval_s") or []) + "."
+             for name in learners if "wall_s" in race[name]]
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
