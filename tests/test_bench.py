@@ -44,6 +44,13 @@ def test_bench_sweep_writes_its_plot_and_device_scaling(tmp_path):
     assert "Sweep of `num_envs`" in (tmp_path / "bandit_cpu.md").read_text()
 
 
+def test_a_batch_size_sweep_past_num_envs_is_valid():
+    # The bench pre-fills the buffer and sets the warm-up to one batch; a swept batch_size larger
+    # than the base one needs its own warm-up (it was refused as exceeding the buffer's rows).
+    cfg, opts = bench.parse_bench_args([*TINY, "--sweep", "batch_size=16,64"])
+    assert cfg.warmup_env_steps == 16 and opts["sweeps"] == {"batch_size": [16, 64]}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--precisions", "float16"], "--precisions: 'float16' is not one of"),
     (["--sweep", "num_envs"], "--sweep 'num_envs': expected FIELD=V1,V2"),
