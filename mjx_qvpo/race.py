@@ -26,7 +26,8 @@ Protocol (the same for both learners):
 of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match), and ``--report --merge``
 joins races of other seeds into one report.
 
-Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed),
+Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed;
+for QVPO also the lowest and highest episode return of each evaluation),
 ``DIR/race.md`` (return at the budget, env steps, compile times and, with ``--target R``, each
 seed's training time to a return of R) and ``DIR/race.png`` (return against training wall-clock
 and against env steps, mean and min-max band over seeds).
@@ -101,7 +102,8 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
     training clock reaches ``budget_s``: it stops where one more unit would end further past the
     budget than the current one ends short of it. Evaluates again after the first unit that ends
     past each multiple of ``eval_every_s``, and after the last. Only ``step_fn``'s time counts.
-    Returns one point per evaluation (``returns``: one per seed)."""
+    Returns one point per evaluation (``returns``: one dict per seed, its ``return`` the mean
+    over the evaluation's episodes)."""
     points = [{"train_s": 0.0, "env_steps": 0, "returns": eval_fn()}]
     clock, durations, next_eval = 0.0, [], eval_every_s
     while True:
@@ -112,8 +114,11 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
         done = clock + 0.5 * float(np.median(durations)) >= budget_s
         if done or clock >= next_eval:
             points.append({"train_s": clock, "env_steps": env_steps, "returns": eval_fn()})
+            evals = points[-1]["returns"]
             log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
-                f"{np.mean(points[-1]['returns']):9.1f}")
+                f"{np.mean([e['return'] for e in evals]):9.1f}  (episodes "
+                f"{min(e['return_min'] for e in evals):.0f} to "
+                f"{max(e['return_max'] for e in evals):.0f})")
             while next_eval <= clock:
                 next_eval += eval_every_s
         if done:
@@ -165,16 +170,19 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             box["evals"] += 1
             fold = lambda k: jax.random.fold_in(k, box["evals"])  # noqa: E731
             t = time.perf_counter()
-            r = eval_fn(box["state"], lift(fold)(k_eval))["eval/episode_return"]
-            r = np.ravel(np.asarray(jax.device_get(r), float)).tolist()
+            m = jax.device_get(eval_fn(box["state"], lift(fold)(k_eval)))
             eval_s.append(time.perf_counter() - t)
-            return r
+            # The episodes' lowest and highest returns beside their mean: they tell an
+            # evaluation where some episodes fall from one where all do worse.
+            cols = {f: np.ravel(np.asarray(m[f"eval/episode_{f}"], float)).tolist()
+                    for f in ("return", "return_min", "return_max")}
+            return [dict(zip(cols, row)) for row in zip(*cols.values())]
 
         pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
                            f"QVPO seed(s) {group}")
         for i, s in enumerate(group):
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
-                            "return": p["returns"][i]} for p in pts]
+                            **p["returns"][i]} for p in pts]
     wall_s = time.perf_counter() - t_start
     log(_wall_clock_line("QVPO", wall_s, eval_s))
     return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds,

@@ -3,6 +3,7 @@ curves it reduces and plots, and (slow) a real race on inverted_pendulum."""
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -43,6 +44,24 @@ def test_sac_settings_per_task_and_overrides():
     hopper = race.sac_settings("hopper", {"num_envs": 256})
     assert hopper["num_envs"] == 256 and hopper["reward_scaling"] == 30.0
     assert race.SAC_SETTINGS["hopper"]["num_envs"] == 128  # the table itself is not changed
+
+
+def test_budget_loop_evaluates_on_its_clock_and_logs_the_episode_spread():
+    env_steps, lines = iter(range(100, 10_000, 100)), []
+    evals = iter([[{"return": 1.0, "return_min": 0.5, "return_max": 2.0}],
+                  [{"return": 3.0, "return_min": -1.0, "return_max": 4.0}]] + [
+                 [{"return": 5.0, "return_min": 5.0, "return_max": 5.0}]] * 20)
+
+    def step():
+        time.sleep(0.01)
+        return next(env_steps)
+
+    pts = race._budget_loop(step, lambda: next(evals), 0.1, 0.05, lines.append, "QVPO")
+    assert pts[0] == {"train_s": 0.0, "env_steps": 0,
+                      "returns": [{"return": 1.0, "return_min": 0.5, "return_max": 2.0}]}
+    assert pts[-1]["train_s"] >= 0.09 and len(pts) >= 2
+    assert all(b["env_steps"] > a["env_steps"] for a, b in zip(pts, pts[1:]))
+    assert lines[0].endswith("eval       3.0  (episodes -1 to 4)"), lines[0]
 
 
 def test_curve_on_grid_is_the_last_evaluation_so_far():
@@ -264,6 +283,8 @@ def test_a_short_race_writes_both_curves(tmp_path):
         assert all(b["env_steps"] > a["env_steps"] for a, b in zip(pts, pts[1:]))
         assert pts[-1]["train_s"] > 2.0 and r[name]["compile_s"] > 0
         assert all(0.0 <= p["return"] <= 200.0 for p in pts)
+        if name == "qvpo":   # the episodes' spread around each evaluation's mean
+            assert all(p["return_min"] <= p["return"] <= p["return_max"] for p in pts)
         # Each evaluation's wall-clock (off the training clock) and the learner's whole time.
         assert len(r[name]["eval_s"]) == len(pts) and all(t > 0 for t in r[name]["eval_s"])
         assert r[name]["wall_s"] > pts[-1]["train_s"] + sum(r[name]["eval_s"])
