@@ -27,7 +27,8 @@ of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match), and ``--rep
 joins races of other seeds into one report.
 
 Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed;
-for QVPO also the lowest and highest episode return of each evaluation),
+for QVPO also the lowest and highest episode return of each evaluation and the last chunk's
+mean losses and Q statistics, ``train``),
 ``DIR/race.md`` (return at the budget, env steps, compile times and, with ``--target R``, each
 seed's training time to a return of R) and ``DIR/race.png`` (return against training wall-clock
 and against env steps, mean and min-max band over seeds).
@@ -132,6 +133,7 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
     without ``vmap_seeds`` the very functions it compiles."""
     from mjx_qvpo import compile_cache
+    from mjx_qvpo.train import first_nonfinite
     from mjx_qvpo.training import make_trainer
 
     trainer = make_trainer(cfg, single_device=True)
@@ -159,11 +161,16 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
                  jax.jit(lift(trainer.evaluate)).lower(state, k_eval)))
             compile_s = time.perf_counter() - t0
             log(f"QVPO: compiled the chunk and evaluation in {compile_s:.1f} s")
-        box = {"state": state, "evals": 0}
+        box = {"state": state, "evals": 0, "metrics": None}
 
         def step():
             box["state"], m = chunk_fn(box["state"])
-            jax.block_until_ready(m)
+            box["metrics"] = m = jax.device_get(m)
+            bad = first_nonfinite(m)
+            if bad is not None:
+                raise FloatingPointError(
+                    f"QVPO seed(s) {group}: non-finite {bad} in the chunk ending at env step "
+                    f"{int(np.ravel(box['state'].env_steps)[0]):,}; stopping the race")
             return int(np.ravel(box["state"].env_steps)[0])
 
         def evaluate():
@@ -176,7 +183,14 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             # evaluation where some episodes fall from one where all do worse.
             cols = {f: np.ravel(np.asarray(m[f"eval/episode_{f}"], float)).tolist()
                     for f in ("return", "return_min", "return_max")}
-            return [dict(zip(cols, row)) for row in zip(*cols.values())]
+            rows = [dict(zip(cols, row)) for row in zip(*cols.values())]
+            if box["metrics"] is not None:   # the last chunk's mean losses and Q statistics
+                train = {k: np.ravel(np.asarray(v, float)) for k, v in box["metrics"].items()
+                         if k.startswith("train/")}
+                for i, row in enumerate(rows):
+                    row["train"] = {k[len("train/"):]: float(v[i]) if np.isfinite(v[i]) else None
+                                    for k, v in train.items()}   # NaN: no episode ended yet
+            return rows
 
         pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
                            f"QVPO seed(s) {group}")

@@ -161,12 +161,15 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _first_nonfinite(metrics: dict) -> str | None:
-    if not bool(metrics.get("finite/params", True)):
+def first_nonfinite(metrics: dict) -> str | None:
+    """The first non-finite quantity of a chunk's metrics (its network parameters, then its
+    ``train/`` losses and statistics; values may be per-seed arrays), or None if all are finite.
+    The episode window's return and length are left out: they are NaN until an episode ends."""
+    if not np.all(metrics.get("finite/params", True)):
         return "network parameters"
     for k, v in metrics.items():
         if k.startswith("train/") and k not in ("train/episode_return", "train/episode_length"):
-            if not np.isfinite(v):
+            if not np.all(np.isfinite(v)):
                 return k
     return None
 
@@ -327,7 +330,7 @@ def run(cfg, *, resume: bool = False, overwrite: bool = False,
             new_state, metrics = run_fn(state, np.int32(n))
             metrics = {k: float(v) for k, v in distributed.to_host(metrics).items()}
             dt = time.perf_counter() - t
-            bad = _first_nonfinite(metrics)
+            bad = first_nonfinite(metrics)
             new_env_step = int(new_state.env_steps)
             if bad is not None:
                 raise FloatingPointError(

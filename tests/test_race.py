@@ -64,6 +64,19 @@ def test_budget_loop_evaluates_on_its_clock_and_logs_the_episode_spread():
     assert lines[0].endswith("eval       3.0  (episodes -1 to 4)"), lines[0]
 
 
+def test_first_nonfinite_reads_per_seed_metrics():
+    # The race stops on the first non-finite chunk metric, also of one seed of a vmapped group;
+    # the episode window's return is NaN until an episode ends and is not a failure.
+    from mjx_qvpo.train import first_nonfinite
+    ok = {"finite/params": np.array([True, True]), "train/critic_loss": np.array([1.0, 2.0]),
+          "train/episode_return": np.array([np.nan, 3.0])}
+    assert first_nonfinite(ok) is None
+    assert first_nonfinite({**ok, "train/q_data": np.array([0.0, np.inf])}) == "train/q_data"
+    assert first_nonfinite({**ok, "finite/params": np.array([True, False])}) == \
+        "network parameters"
+    assert first_nonfinite({"finite/params": True, "train/critic_loss": 1.0}) is None
+
+
 def test_curve_on_grid_is_the_last_evaluation_so_far():
     pts = [{"train_s": 0.0, "return": 1.0}, {"train_s": 10.0, "return": 5.0},
            {"train_s": 20.0, "return": 3.0}]
@@ -285,6 +298,8 @@ def test_a_short_race_writes_both_curves(tmp_path):
         assert all(0.0 <= p["return"] <= 200.0 for p in pts)
         if name == "qvpo":   # the episodes' spread around each evaluation's mean
             assert all(p["return_min"] <= p["return"] <= p["return_max"] for p in pts)
+            # and the losses of the chunk before each evaluation after the first
+            assert "train" not in pts[0] and all(p["train"]["critic_loss"] >= 0 for p in pts[1:])
         # Each evaluation's wall-clock (off the training clock) and the learner's whole time.
         assert len(r[name]["eval_s"]) == len(pts) and all(t > 0 for t in r[name]["eval_s"])
         assert r[name]["wall_s"] > pts[-1]["train_s"] + sum(r[name]["eval_s"])
