@@ -31,7 +31,7 @@ Four changes from the paper's hyperparameters decide hopper (results/race/README
   ends at 3,226, 3,408 and 3,333 on seeds 4-6 (3,323 +- 75, above SAC's 3,099 +- 102 on its
   seeds 1-3), where the config without the delay ended at 1,276, 3,205 and 440 on those seeds
   (results/race/hopper_cpu_critic_layernorm_delay2_1800s_seeds456/). It also makes the training
-  step cheaper, about 1.35x the env steps in the 30 minutes (1.29-1.41M). It was chosen on
+  step cheaper, about 1.37x the env steps in the 30 minutes (1.29-1.41M). It was chosen on
   seeds 4-6 (against a 256 x 256 critic, raced on seed 4 only) and has not been raced on seeds
   1-3; its evaluations still swing (one to three of the last eight of each seed below 1,000).
   Without the LayerNorm critic the delay had stood on seeds 1 and 2
