@@ -697,6 +697,9 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         "jax_persistent_cache_min_entry_size_bytes")}
     try:
         return _race(ns, cfg, settings, argv, out, cache, log, reused, reused_qvpo)
+    except FloatingPointError as e:   # a non-finite loss or parameter (run_qvpo): one line
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:  # leave the process's cache settings as they were
         for k, v in previous.items():
             jax.config.update(k, v)

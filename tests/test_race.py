@@ -11,6 +11,14 @@ import pytest
 from mjx_qvpo import race
 
 
+TINY_BANDIT = ["--config", "configs/bandit.py", "--config.num_envs=8", "--config.batch_size=8",
+               "--config.updates_per_step=1", "--config.diffusion_steps=2",
+               "--config.num_train_samples=2", "--config.num_eval_samples=2",
+               "--config.num_eval_envs=2", "--config.warmup_env_steps=16",
+               "--config.log_every_env_steps=16", "--config.network.actor_hidden=(8,)",
+               "--config.network.critic_hidden=(8,)", "--config.network.time_hidden=8"]
+
+
 def test_cli_splits_race_flags_and_both_override_kinds():
     ns, config_over, sac_over = race.parse_cli([
         "--config", "configs/inverted_pendulum.py", "--budget-s", "30", "--seeds", "2",
@@ -75,6 +83,15 @@ def test_first_nonfinite_reads_per_seed_metrics():
     assert first_nonfinite({**ok, "finite/params": np.array([True, False])}) == \
         "network parameters"
     assert first_nonfinite({"finite/params": True, "train/critic_loss": 1.0}) is None
+
+
+def test_a_non_finite_loss_stops_the_race_with_one_line(tmp_path, capsys):
+    # A reward scale of 1e30 overflows the squared TD error at the first update (as in
+    # test_training): the race names the quantity and the env step and exits 1.
+    assert race.main([*TINY_BANDIT, "--config.reward_scale=1e30", "--budget-s", "5", "--no-sac",
+                      "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite train/" in err[0] and "stopping the race" in err[0], err
 
 
 def test_curve_on_grid_is_the_last_evaluation_so_far():
