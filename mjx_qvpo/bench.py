@@ -287,19 +287,19 @@ def brax_sac_baseline(cfg, epochs: int = 2) -> dict:
 
 
 # --------------------------------------------------------------------- sweeps and devices
-def _prefill_env_steps(cfg) -> int:
-    """The bench's warm-up: none, except the env steps one batch needs in the buffer (the
-    buffer is pre-filled with random rows instead, ``prefilled_state``); per swept value, since
-    ``batch_size`` may be the swept field."""
-    return 0 if cfg.batch_size <= cfg.num_envs else cfg.batch_size
+def _bench_config(cfg, overrides: dict):
+    """``cfg`` with ``overrides``, validated, and with the bench's warm-up: none, except the env
+    steps one batch needs in the buffer (the buffer is pre-filled with random rows instead,
+    ``prefilled_state``). Set per swept value, since ``batch_size`` may be the swept field."""
+    c = apply_overrides(cfg, overrides)
+    c.warmup_env_steps = 0 if c.batch_size <= c.num_envs else c.batch_size
+    return resolve(c)
 
 
 def fused_step_with(cfg, overrides: dict, repeats: int, single_device: bool) -> dict:
     """``fused_step`` of ``cfg`` changed by ``overrides`` (validated), on a fresh prefilled state."""
     from mjx_qvpo.training import make_trainer
-    c = apply_overrides(cfg, overrides)
-    c.warmup_env_steps = _prefill_env_steps(c)
-    c = resolve(c)
+    c = _bench_config(cfg, overrides)
     trainer = make_trainer(c, single_device=single_device)
     return fused_step(trainer, c, prefilled_state(trainer, c, jax.random.PRNGKey(c.seed)), repeats)
 
@@ -445,13 +445,10 @@ def parse_bench_args(argv: Sequence[str]):
     cfg = load_run_config(path, overrides)
     # One chunk = `chunk` training steps; warm-up off (the buffer is pre-filled instead).
     cfg.log_every_env_steps = (1 if quick else 4) * cfg.num_envs
-    cfg.warmup_env_steps = _prefill_env_steps(cfg)
-    cfg = resolve(cfg)
+    cfg = _bench_config(cfg, {})
     for field, values in sweeps.items():  # every swept value must be valid before any compile
         for v in values:
-            c = apply_overrides(cfg, {field: v})
-            c.warmup_env_steps = _prefill_env_steps(c)
-            resolve(c)
+            _bench_config(cfg, {field: v})
     return cfg, dict(quick=quick, baseline=baseline, parts=parts, out_dir=out_dir, precisions=precisions,
                      sweeps=sweeps, devices=device_counts, profile=profile)
 

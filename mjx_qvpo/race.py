@@ -166,12 +166,13 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
         def step():
             box["state"], m = chunk_fn(box["state"])
             box["metrics"] = m = jax.device_get(m)
+            env_steps = int(np.ravel(box["state"].env_steps)[0])
             bad = first_nonfinite(m)
             if bad is not None:
                 raise FloatingPointError(
                     f"QVPO seed(s) {group}: non-finite {bad} in the chunk ending at env step "
-                    f"{int(np.ravel(box['state'].env_steps)[0]):,}; stopping the race")
-            return int(np.ravel(box["state"].env_steps)[0])
+                    f"{env_steps:,}; stopping the race")
+            return env_steps
 
         def evaluate():
             box["evals"] += 1
