@@ -119,7 +119,11 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
             log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
                 f"{np.mean([e['return'] for e in evals]):9.1f}  (episodes "
                 f"{min(e['return_min'] for e in evals):.0f} to "
-                f"{max(e['return_max'] for e in evals):.0f})")
+                f"{max(e['return_max'] for e in evals):.0f})"
+                + (f"; target actor {np.mean([e['target_actor_return'] for e in evals]):.1f} "
+                   f"({min(e['target_actor_return_min'] for e in evals):.0f} to "
+                   f"{max(e['target_actor_return_max'] for e in evals):.0f})"
+                   if "target_actor_return" in evals[0] else ""))
             while next_eval <= clock:
                 next_eval += eval_every_s
         if done:
@@ -127,11 +131,18 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
 
 
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, eval_target: bool = False) -> dict:
     """Train QVPO (the compiled chunk of docs/algorithm.md section 7) for ``budget_s`` seconds of training
     per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5) at the
     first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
-    without ``vmap_seeds`` the very functions it compiles."""
+    without ``vmap_seeds`` the very functions it compiles.
+
+    With ``eval_target`` each evaluation is repeated, with the same key (so the same initial
+    states and noise), by the *target* actor (the Polyak average of the policy, section 2)
+    in place of the online one, still ranking its candidates with the online critic; its
+    returns are recorded as ``target_actor_return``, ``target_actor_return_min`` and
+    ``target_actor_return_max``.
+    A diagnostic: training is unchanged, and the curves and the report use the online actor."""
     from mjx_qvpo import compile_cache
     from mjx_qvpo.train import first_nonfinite
     from mjx_qvpo.training import make_trainer
@@ -146,7 +157,10 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             return keys[0][0], keys[0][1]
         return jnp.stack([k[0] for k in keys]), jnp.stack([k[1] for k in keys])
 
-    chunk_fn = eval_fn = None
+    def evaluate_target(state, key):
+        return trainer.evaluate(state.replace(actor_params=state.target_actor_params), key)
+
+    chunk_fn = eval_fn = target_fn = None
     compile_s = 0.0
     out: dict[str, list] = {}
     eval_s: list[float] = []   # wall seconds of each evaluation (not on the training clock)
@@ -156,9 +170,12 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
         state = jax.jit(lift(trainer.init))(k_init)
         if chunk_fn is None:  # every group has the same shapes: compile once
             t0 = time.perf_counter()
-            chunk_fn, eval_fn = compile_cache.compile_all(
-                (jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state),
-                 jax.jit(lift(trainer.evaluate)).lower(state, k_eval)))
+            programs = [jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state),
+                        jax.jit(lift(trainer.evaluate)).lower(state, k_eval)]
+            if eval_target:
+                programs.append(jax.jit(lift(evaluate_target)).lower(state, k_eval))
+            chunk_fn, eval_fn, *rest = compile_cache.compile_all(tuple(programs))
+            target_fn = rest[0] if rest else None
             compile_s = time.perf_counter() - t0
             log(f"QVPO: compiled the chunk and evaluation in {compile_s:.1f} s")
         box = {"state": state, "evals": 0, "metrics": None}
@@ -182,8 +199,14 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             eval_s.append(time.perf_counter() - t)
             # The episodes' lowest and highest returns beside their mean: they tell an
             # evaluation where some episodes fall from one where all do worse.
+            fields = ("return", "return_min", "return_max")
             cols = {f: np.ravel(np.asarray(m[f"eval/episode_{f}"], float)).tolist()
-                    for f in ("return", "return_min", "return_max")}
+                    for f in fields}
+            if target_fn is not None:   # the same key: the same episodes' starts and noise
+                mt = jax.device_get(target_fn(box["state"], lift(fold)(k_eval)))
+                cols.update({f"target_actor_{f}": np.ravel(np.asarray(mt[f"eval/episode_{f}"],
+                                                                float)).tolist()
+                             for f in fields})
             rows = [dict(zip(cols, row)) for row in zip(*cols.values())]
             if box["metrics"] is not None:   # the last chunk's mean losses and Q statistics
                 train = {k: np.ravel(np.asarray(v, float)) for k, v in box["metrics"].items()
@@ -612,6 +635,10 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--qvpo-from", default=None, metavar="RACE",
                    help="do not train QVPO: take its curves from an earlier race with the same "
                         "QVPO config (seed included), budget and device, and train SAC alone")
+    p.add_argument("--eval-target-actor", action="store_true",
+                   help="also evaluate QVPO's target actor (the Polyak average of its policy) "
+                        "at each evaluation, with the same episodes; recorded in race.json as "
+                        "target_actor_return (a diagnostic: the curves use the online actor)")
     p.add_argument("--target", type=float, default=None,
                    help="also report each seed's training time to its first evaluation return "
                         "at or above this value")
@@ -653,9 +680,10 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     if ns.sac_from is not None and (ns.no_sac or sac_over):
         raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
                           "cannot be combined with --no-sac or --sac.FIELD=VALUE")
-    if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds):
+    if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds
+                                     or ns.eval_target_actor):
         raise ConfigError("--qvpo-from trains SAC alone: it cannot be combined with --no-sac, "
-                          "--sac-from or --vmap-seeds")
+                          "--sac-from, --vmap-seeds or --eval-target-actor")
     return ns, config_over, sac_over
 
 
@@ -738,7 +766,8 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
         log(f"QVPO: curves reused from {reused_qvpo['source']['path']} "
             f"({reused_qvpo['source']['command']})")
     else:
-        race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log)
+        race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log,
+                                eval_target=ns.eval_target_actor)
     save()
     if reused is not None:
         race["sac"], race["sac_from"] = reused["sac"], reused["source"]

@@ -94,6 +94,19 @@ def test_a_non_finite_loss_stops_the_race_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and "non-finite train/" in err[0] and "stopping the race" in err[0], err
 
 
+def test_target_actor_evaluation_uses_the_same_episodes(tmp_path, capsys):
+    # Before any update the target actor equals the online one, and its evaluation uses the same
+    # key: its returns must equal the online actor's exactly. Later ones are recorded and logged.
+    assert race.main([*TINY_BANDIT, "--budget-s", "3", "--points", "2", "--no-sac",
+                      "--eval-target-actor", "--out", str(tmp_path / "r")]) == 0
+    pts = json.loads((tmp_path / "r" / "race.json").read_text())["qvpo"]["seeds"]["0"]
+    assert len(pts) >= 2
+    for f in ("return", "return_min", "return_max"):
+        assert pts[0][f"target_actor_{f}"] == pts[0][f]
+        assert all(np.isfinite(p[f"target_actor_{f}"]) for p in pts)
+    assert "; target actor " in capsys.readouterr().out
+
+
 def test_curve_on_grid_is_the_last_evaluation_so_far():
     pts = [{"train_s": 0.0, "return": 1.0}, {"train_s": 10.0, "return": 5.0},
            {"train_s": 20.0, "return": 3.0}]
@@ -286,7 +299,7 @@ def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--no-sac"], "cannot be combined with --no-sac"),
-    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from or --vmap-seeds"),
+    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from, --vmap-seeds or"),
     ([], "has another QVPO config (fields"),
 ])
 def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, extra, message):
