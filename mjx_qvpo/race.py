@@ -320,6 +320,8 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
 # A learner's wall-clock figures describe the process that trained it: a race that reuses or
 # merges curves does not carry them over (its report would count another process's time).
 _RUN_TIMES = ("wall_s", "eval_s")
+# A learner's summaries, rewritten by every report.
+_SUMMARIES = ("summary", "summary_target_actor")
 
 
 def _load_race(path: str, flag: str = "--merge") -> dict:
@@ -379,7 +381,7 @@ def merge_races(races: Sequence[dict]) -> dict:
     for name in ("qvpo", "sac"):
         if name in first:
             part = {k: v for k, v in first[name].items()
-                    if k not in ("seeds", "summary", *_RUN_TIMES)}
+                    if k not in ("seeds", *_SUMMARIES, *_RUN_TIMES)}
             part["compile_s"] = float(np.mean([r[name]["compile_s"] for r in races]))
             part["seeds"] = {s: pts for r in races for s, pts in r[name]["seeds"].items()}
             out[name] = part
@@ -421,7 +423,8 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
             if sac_budget_reached(p["train_s"], epochs, budget_s):
                 break
         curves[str(s)] = keep
-    sac = {k: v for k, v in old["sac"].items() if k not in ("seeds", "summary", *_RUN_TIMES)}
+    sac = {k: v for k, v in old["sac"].items()
+           if k not in ("seeds", *_SUMMARIES, *_RUN_TIMES)}
     sac["seeds"] = curves
     return {"sac": sac, "settings": old["sac_settings"],
             "source": {"path": file, "command": old["command"], "budget_s": old["budget_s"]}}
@@ -453,7 +456,7 @@ def reuse_qvpo(path: str, qvpo_config: dict, budget_s: float, device: str) -> di
     if differ:
         raise ConfigError(f"--qvpo-from: {file} has another QVPO config "
                           f"(fields {', '.join(differ)})")
-    qvpo = {k: v for k, v in old["qvpo"].items() if k not in ("summary", *_RUN_TIMES)}
+    qvpo = {k: v for k, v in old["qvpo"].items() if k not in (*_SUMMARIES, *_RUN_TIMES)}
     return {"qvpo": qvpo, "source": {"path": file, "command": old["command"],
                                      "budget_s": old["budget_s"]}}
 
@@ -530,24 +533,58 @@ def _wall_clock_note(race: dict, learners: Sequence[str]) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
+def target_actor_curves(result: dict) -> dict | None:
+    """QVPO's curves as evaluated by its target actor (``--eval-target-actor``): each point with
+    ``return`` (and its min and max) replaced by the target actor's, so that ``summarize`` and
+    the plot read them like any curve; None unless every evaluation of every seed has one."""
+    seeds = result["seeds"]
+    if not all("target_actor_return" in p for pts in seeds.values() for p in pts):
+        return None
+    fields = ("return", "return_min", "return_max")
+    return {"compile_s": result["compile_s"],
+            "seeds": {s: [{"train_s": p["train_s"], "env_steps": p["env_steps"],
+                           **{f: p[f"target_actor_{f}"] for f in fields}} for p in pts]
+                      for s, pts in seeds.items()}}
+
+
+# The curves a report shows: key in the race (or "qvpo_target", derived), label, colour, line.
+_CURVES = (("qvpo", "QVPO", "C0", "-"), ("qvpo_target", "QVPO, target actor", "C0", "--"),
+           ("sac", "Brax SAC", "C3", "-"))
+
+
+def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
+    """(key, result, label, colour, line style) of each curve in ``race``, in ``_CURVES``
+    order; QVPO's target-actor curve where its evaluations were recorded."""
+    results = {k: race[k] for k in ("qvpo", "sac") if k in race}
+    if "qvpo" in race and (view := target_actor_curves(race["qvpo"])) is not None:
+        results["qvpo_target"] = view
+    return [(k, results[k], label, color, ls) for k, label, color, ls in _CURVES if k in results]
+
+
 def write_report(race: dict, out: str, target: float | None = None) -> str:
     """Summaries into ``race`` (with ``target``: time to reach it), ``race.md`` (one row per
-    learner) and ``race.png`` in ``out``; returns the Markdown."""
+    learner, and one for QVPO's target actor where it was evaluated) and ``race.png`` in
+    ``out``; returns the Markdown."""
     learners = [k for k in ("qvpo", "sac") if k in race]
-    for name in learners:
-        race[name]["summary"] = summarize(race[name], target)
+    curves = _report_curves(race)
+    summaries = {key: summarize(result, target) for key, result, *_ in curves}
+    for key, summary in summaries.items():
+        if key == "qvpo_target":
+            race["qvpo"]["summary_target_actor"] = summary
+        else:
+            race[key]["summary"] = summary
     head = ("| learner | return at the budget (mean +- std) | per seed | training s at the last "
             "evaluation | env steps then | compile s |")
     rows = [head, "|---|---|---|---|---|---|"]
     if target is not None:
         rows[0] += f" training s to reach {target:g} | env steps then |"
         rows[1] += "---|---|"
-    for name in learners:
-        s = race[name]["summary"]
-        row = (f"| {'QVPO' if name == 'qvpo' else 'Brax SAC'} | {s['final_return_mean']:,.0f} +- "
+    for key, result, label, *_ in curves:
+        s = summaries[key]
+        row = (f"| {label} | {s['final_return_mean']:,.0f} +- "
                f"{s['final_return_std']:,.0f} | {', '.join(f'{x:,.0f}' for x in s['final_return_per_seed'])} | "
                f"{', '.join(f'{x:.0f}' for x in s['final_train_s'])} | "
-               f"{', '.join(f'{x:,}' for x in s['final_env_steps'])} | {race[name]['compile_s']:.0f} |")
+               f"{', '.join(f'{x:,}' for x in s['final_env_steps'])} | {result['compile_s']:.0f} |")
         if target is not None:
             fmt = lambda xs, f: ", ".join("never" if x is None else f.format(x) for x in xs)  # noqa
             row += (f" {fmt(s['time_to_target_s'], '{:.0f}')} | "
@@ -580,18 +617,16 @@ def plot_race(race: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, color in (("qvpo", "C0"), ("sac", "C3")):
-        if name not in race:
-            continue
-        seeds = list(race[name]["seeds"].values())
+    for name, result, label, color, ls in _report_curves(race):
+        seeds = list(result["seeds"].values())
         for ax, key in zip(axes, ("train_s", "env_steps")):
             hi = max(p[key] for pts in seeds for p in pts)
             grid = np.linspace(0, hi, 200)
             mean, lo, up = seed_mean_band(seeds, key, grid, hold_last=key == "train_s")
             ok = np.isfinite(lo)
-            label = {"qvpo": "QVPO (mjx_qvpo)", "sac": "SAC (Brax)"}[name]
-            ax.plot(grid, mean, color=color, label=f"{label}, {len(seeds)} seed(s)")
-            ax.fill_between(grid[ok], lo[ok], up[ok], color=color, alpha=0.15)
+            ax.plot(grid, mean, color=color, ls=ls, label=f"{label}, {len(seeds)} seed(s)")
+            if name != "qvpo_target":   # its band would hide the online actor's
+                ax.fill_between(grid[ok], lo[ok], up[ok], color=color, alpha=0.15)
     axes[0].set_xlabel("training wall-clock (s, compile and evaluation excluded)")
     axes[1].set_xlabel("env steps")
     for ax in axes:

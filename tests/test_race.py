@@ -105,6 +105,14 @@ def test_target_actor_evaluation_uses_the_same_episodes(tmp_path, capsys):
         assert pts[0][f"target_actor_{f}"] == pts[0][f]
         assert all(np.isfinite(p[f"target_actor_{f}"]) for p in pts)
     assert "; target actor " in capsys.readouterr().out
+    md = (tmp_path / "r" / "race.md").read_text()
+    assert "| QVPO |" in md and "| QVPO, target actor |" in md
+    saved = json.loads((tmp_path / "r" / "race.json").read_text())["qvpo"]
+    assert saved["summary_target_actor"]["final_return_per_seed"] == [
+        round(pts[-1]["target_actor_return"], 1)]
+    # Without the target actor's evaluations (older races) there is no such curve.
+    assert race.target_actor_curves({"compile_s": 1.0, "seeds": {"0": [
+        {k: v for k, v in p.items() if not k.startswith("target_actor_")} for p in pts]}}) is None
 
 
 def test_curve_on_grid_is_the_last_evaluation_so_far():
