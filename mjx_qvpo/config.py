@@ -26,6 +26,10 @@ from mjx_qvpo.networks import MATMUL_MODES as MATMUL_PRECISIONS
 from mjx_qvpo.q_transforms import Q_TRANSFORMS
 
 
+# The policies an evaluation can act with (training.policy_params).
+EVAL_ACTORS = ("online", "target")
+
+
 class ConfigError(ValueError):
     """A config field has a wrong type, value or relation to other fields."""
 
@@ -67,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_behavior_samples = 4
     c.num_target_samples = 4
     c.num_eval_samples = 32
+    # Not in the paper (it evaluates the online policy): the target actor is a Polyak average of
+    # it, which some tasks evaluate far more steadily (results/race/README.md, hopper).
+    c.eval_actor = "online"
     c.num_entropy_samples = 10
     c.entropy_coef = 0.02
     c.entropy_anneal_env_steps = 0   # 0: the run's total_env_steps, as in the paper
@@ -240,6 +247,9 @@ SCHEMA: dict[str, Field] = {
     "num_target_samples": _int(1, "K_t: target-actor candidates per next state in the TD target"),
     "num_eval_samples": _int(1, "K_eval: candidates per state at evaluation and in exported "
                                 "policies"),
+    "eval_actor": _choice(EVAL_ACTORS, "the policy evaluations, evaluate, render and export "
+                                       "act with: online (the paper) or target (its Polyak "
+                                       "average, the target actor)"),
     "num_entropy_samples": _int(0, "N_e: uniform actions per state in the entropy term"),
     "entropy_coef": _float(0.0, "omega, annealed over the run (section 4); 0 switches the "
                                 "entropy term off. The anneal horizon (entropy_anneal_env_steps, or "

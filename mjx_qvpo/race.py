@@ -722,6 +722,15 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     return ns, config_over, sac_over
 
 
+def check_eval_target_actor(ns: argparse.Namespace, cfg) -> None:
+    """``--eval-target-actor`` compares the target actor with the online one: the config's own
+    evaluations must use the online actor (``eval_actor``), or both would be the target's."""
+    if ns.eval_target_actor and cfg.eval_actor != "online":
+        raise ConfigError(f"--eval-target-actor compares the target actor with the online one: it "
+                          f"needs config field 'eval_actor' 'online', got {cfg.eval_actor!r} "
+                          f"(add --config.eval_actor=online)")
+
+
 def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) -> int:
     """Race QVPO against Brax SAC (see the module docstring); bad input is one line, exit 2."""
     from mjx_qvpo.train import load_run_config
@@ -738,6 +747,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
             log(write_report(saved, ns.out, ns.target))
             return 0
         cfg = resolve(load_run_config(ns.config, config_over))
+        check_eval_target_actor(ns, cfg)
         reused = None
         if ns.sac_from is not None:
             reused = reuse_sac(ns.sac_from, cfg, list(range(cfg.seed, cfg.seed + ns.seeds)),

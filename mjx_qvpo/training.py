@@ -28,6 +28,7 @@ Everything a run owns is one ``TrainingState`` pytree, so checkpoints save it wh
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -43,7 +44,7 @@ from brax.training.acme import running_statistics  # noqa: E402
 
 import envs
 from mjx_qvpo import acting, diffusion, distributed, replay
-from mjx_qvpo.config import derive
+from mjx_qvpo.config import EVAL_ACTORS, derive
 from mjx_qvpo.losses import LossConfig, Transition, entropy_coef_schedule, make_losses
 from mjx_qvpo.networks import Critic, NoiseModel, Params
 from mjx_qvpo.q_transforms import QStats, QTransformParams
@@ -445,11 +446,12 @@ def make_evaluate(cfg, env: envs.VecEnv, nets: acting.QVPONetworks
                   ) -> Callable[[TrainingState, jax.Array], dict]:
     """``evaluate(state, key) -> metrics``: the undiscounted return of one episode on each of
     ``num_eval_envs`` fresh environments, acting with best-of-K_eval (docs/algorithm.md
-    section 5)."""
+    section 5) with the actor ``cfg.eval_actor`` names (``policy_params``)."""
     policy_factory = acting.make_inference_fn(nets, cfg.num_eval_samples)
 
     def evaluate(state: TrainingState, key: jax.Array) -> dict:
-        returns, lengths = envs.evaluate_returns(env, policy_factory(policy_params(state)), key,
+        params = policy_params(state, cfg.eval_actor)
+        returns, lengths = envs.evaluate_returns(env, policy_factory(params), key,
                                                  cfg.num_eval_envs)
         return {"eval/episode_return": jnp.mean(returns),
                 "eval/episode_return_std": jnp.std(returns),
@@ -459,9 +461,15 @@ def make_evaluate(cfg, env: envs.VecEnv, nets: acting.QVPONetworks
     return evaluate
 
 
-def policy_params(state: TrainingState) -> tuple:
-    """What the policy needs to act: (actor params, critic params, observation statistics)."""
-    return (state.actor_params, state.critic_params, state.normalizer)
+def policy_params(state: TrainingState, actor: str = "online") -> tuple:
+    """What the policy needs to act: (actor params, critic params, observation statistics).
+    ``actor`` (config ``eval_actor``) "target" takes the target actor's parameters, the Polyak
+    average of the policy (docs/algorithm.md section 2), in place of the online ones; the critic
+    that ranks the best-of-K candidates (section 5) is the online one either way."""
+    if actor not in EVAL_ACTORS:
+        raise ValueError(f"actor must be one of {EVAL_ACTORS}, got {actor!r}")
+    params = state.target_actor_params if actor == "target" else state.actor_params
+    return (params, state.critic_params, state.normalizer)
 
 
 def make_init(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, optimizers: Optimizers
@@ -558,7 +566,8 @@ def make_trainer(cfg, single_device: bool = False) -> Trainer:
 
     return Trainer(cfg=cfg, env=env, nets=nets, init=init, chunk=chunk, run_steps=run_steps,
                    update=sgd_step, evaluate=make_evaluate(cfg, env, nets),
-                   policy_params=policy_params, trace_count=lambda: traces[0], num_devices=d,
+                   policy_params=functools.partial(policy_params, actor=cfg.eval_actor),
+                   trace_count=lambda: traces[0], num_devices=d,
                    mesh=mesh, shardings=state_shardings, collect_step=collect_step,
                    learner_step=learner_step)
 

@@ -115,6 +115,14 @@ def test_target_actor_evaluation_uses_the_same_episodes(tmp_path, capsys):
         {k: v for k, v in p.items() if not k.startswith("target_actor_")} for p in pts]}}) is None
 
 
+def test_eval_target_actor_needs_the_online_actor_in_the_config(capsys, tmp_path):
+    assert race.main([*TINY_BANDIT, "--budget-s", "3", "--no-sac", "--eval-target-actor",
+                      "--config.eval_actor=target", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "needs config field 'eval_actor' 'online'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_curve_on_grid_is_the_last_evaluation_so_far():
     pts = [{"train_s": 0.0, "return": 1.0}, {"train_s": 10.0, "return": 5.0},
            {"train_s": 20.0, "return": 3.0}]

@@ -372,3 +372,21 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
         jax.tree.leaves(every.actor_params), jax.tree.leaves(delayed.actor_params)))
     assert gap > 1e-6
 
+
+
+def test_eval_actor_target_acts_with_the_target_actor():
+    # eval_actor="target" evaluates (and exports, via trainer.policy_params) the target actor:
+    # the same returns as the online actor's evaluation of a state whose online actor is that
+    # target, and other returns than the online actor of the same state.
+    small = {"network.actor_hidden": (16,), "network.critic_hidden": (16,),
+             "network.time_hidden": 16}
+    online, target = (make_trainer(bandit_cfg(eval_actor=a, **small))
+                      for a in ("online", "target"))
+    state = jax.jit(online.init)(jax.random.PRNGKey(0))
+    other = online.nets.actor.init(jax.random.PRNGKey(7))
+    state = state.replace(target_actor_params=other)
+    key = jax.random.PRNGKey(1)
+    ret = lambda t, s: float(jax.jit(t.evaluate)(s, key)["eval/episode_return"])  # noqa: E731
+    assert ret(target, state) == ret(online, state.replace(actor_params=other))
+    assert ret(target, state) != ret(online, state)
+    assert target.policy_params(state)[0] is other and online.policy_params(state)[0] is not other
