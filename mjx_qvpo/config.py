@@ -71,8 +71,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.num_behavior_samples = 4
     c.num_target_samples = 4
     c.num_eval_samples = 32
-    # Not in the paper (it evaluates the online policy): the target actor is a Polyak average of
-    # it, which some tasks evaluate far more steadily (results/race/README.md, hopper).
+    # Not in the paper (it evaluates the online policy): the target actor, its Polyak average, can
+    # be evaluated instead. On hopper it was not steadier (results/race/README.md), so: online.
     c.eval_actor = "online"
     c.num_entropy_samples = 10
     c.entropy_coef = 0.02
