@@ -32,7 +32,7 @@ Four changes from the paper's hyperparameters decide hopper (results/race/README
   ended at 1,276, 3,205 and 440 there), but at 3,064, 1,023 and 1,056 on seeds 1-3 (session 14),
   where seeds 2 and 3 stood on the plateau at about 1,000 from 500-600 s to the end. Over
   seeds 1-6 it ends at 2,519 +- 1,051, level with the config without it (2,393 +- 1,113), and
-  behind SAC's 3,099 +- 102 (seeds 1-3). It stays because its training step is cheaper: 1.16-
+  behind SAC's 3,108 +- 90 (seeds 1-4). It stays because its training step is cheaper: 1.16-
   1.47x the env steps in the 30 minutes (1.25-1.41M), seed for seed
   (results/race/hopper_cpu_critic_layernorm_delay2_1800s_seeds1to6/). Without the LayerNorm
   critic the delay had stood on seeds 1 and 2 (results/race/hopper_cpu_delay2_1800s_seeds123/).
