@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mjx_qvpo.config import ConfigError, derive, from_json, resolve
+from mjx_qvpo.config import ConfigError, apply_overrides, derive, from_json, resolve
 
 # Brax SAC settings per task: the values Brax's own examples use for its MJX locomotion tasks
 # (brax/training/learner and the Brax training colab: 128 envs, batch 512, 64 updates per step,
@@ -97,6 +97,12 @@ def sac_settings(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- QVPO
+# An evaluation's figures per seed (mean, lowest and highest episode return), and the prefix of
+# the target actor's (``--eval-target-actor``).
+_EVAL_FIELDS = ("return", "return_min", "return_max")
+_TARGET = "target_actor_"
+
+
 def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget_s: float,
                  eval_every_s: float, log: Callable[[str], None], label: str) -> list[dict]:
     """Evaluate, then run units of training (``step_fn``, returning env steps so far) until the
@@ -120,10 +126,10 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
                 f"{np.mean([e['return'] for e in evals]):9.1f}  (episodes "
                 f"{min(e['return_min'] for e in evals):.0f} to "
                 f"{max(e['return_max'] for e in evals):.0f})"
-                + (f"; target actor {np.mean([e['target_actor_return'] for e in evals]):.1f} "
-                   f"({min(e['target_actor_return_min'] for e in evals):.0f} to "
-                   f"{max(e['target_actor_return_max'] for e in evals):.0f})"
-                   if "target_actor_return" in evals[0] else ""))
+                + (f"; target actor {np.mean([e[_TARGET + 'return'] for e in evals]):.1f} "
+                   f"({min(e[_TARGET + 'return_min'] for e in evals):.0f} to "
+                   f"{max(e[_TARGET + 'return_max'] for e in evals):.0f})"
+                   if _TARGET + "return" in evals[0] else ""))
             while next_eval <= clock:
                 next_eval += eval_every_s
         if done:
@@ -138,16 +144,19 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     without ``vmap_seeds`` the very functions it compiles.
 
     With ``eval_target`` each evaluation is repeated, with the same key (so the same initial
-    states and noise), by the *target* actor (the Polyak average of the policy, section 2)
-    in place of the online one, still ranking its candidates with the online critic; its
+    states and noise), by the *target* actor (the Polyak average of the policy, section 2;
+    the config's evaluation with ``eval_actor`` "target") in place of the online one, still ranking its candidates with the online critic; its
     returns are recorded as ``target_actor_return``, ``target_actor_return_min`` and
     ``target_actor_return_max``.
     A diagnostic: training is unchanged, and the curves and the report use the online actor."""
     from mjx_qvpo import compile_cache
     from mjx_qvpo.train import first_nonfinite
-    from mjx_qvpo.training import make_trainer
+    from mjx_qvpo.training import make_evaluate, make_trainer
 
     trainer = make_trainer(cfg, single_device=True)
+    # The target actor's evaluation is the config's own evaluation with eval_actor="target".
+    evaluate_target = make_evaluate(resolve(apply_overrides(cfg, {"eval_actor": "target"})),
+                                    trainer.env, trainer.nets) if eval_target else None
     lift = jax.vmap if vmap_seeds else (lambda f: f)
     groups = [list(seeds)] if vmap_seeds else [[s] for s in seeds]
 
@@ -156,9 +165,6 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
         if not vmap_seeds:
             return keys[0][0], keys[0][1]
         return jnp.stack([k[0] for k in keys]), jnp.stack([k[1] for k in keys])
-
-    def evaluate_target(state, key):
-        return trainer.evaluate(state.replace(actor_params=state.target_actor_params), key)
 
     chunk_fn = eval_fn = target_fn = None
     compile_s = 0.0
@@ -199,14 +205,13 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             eval_s.append(time.perf_counter() - t)
             # The episodes' lowest and highest returns beside their mean: they tell an
             # evaluation where some episodes fall from one where all do worse.
-            fields = ("return", "return_min", "return_max")
             cols = {f: np.ravel(np.asarray(m[f"eval/episode_{f}"], float)).tolist()
-                    for f in fields}
+                    for f in _EVAL_FIELDS}
             if target_fn is not None:   # the same key: the same episodes' starts and noise
                 mt = jax.device_get(target_fn(box["state"], lift(fold)(k_eval)))
-                cols.update({f"target_actor_{f}": np.ravel(np.asarray(mt[f"eval/episode_{f}"],
-                                                                float)).tolist()
-                             for f in fields})
+                cols.update({_TARGET + f: np.ravel(np.asarray(mt[f"eval/episode_{f}"],
+                                                             float)).tolist()
+                             for f in _EVAL_FIELDS})
             rows = [dict(zip(cols, row)) for row in zip(*cols.values())]
             if box["metrics"] is not None:   # the last chunk's mean losses and Q statistics
                 train = {k: np.ravel(np.asarray(v, float)) for k, v in box["metrics"].items()
@@ -538,12 +543,11 @@ def target_actor_curves(result: dict) -> dict | None:
     ``return`` (and its min and max) replaced by the target actor's, so that ``summarize`` and
     the plot read them like any curve; None unless every evaluation of every seed has one."""
     seeds = result["seeds"]
-    if not all("target_actor_return" in p for pts in seeds.values() for p in pts):
+    if not all(_TARGET + "return" in p for pts in seeds.values() for p in pts):
         return None
-    fields = ("return", "return_min", "return_max")
     return {"compile_s": result["compile_s"],
             "seeds": {s: [{"train_s": p["train_s"], "env_steps": p["env_steps"],
-                           **{f: p[f"target_actor_{f}"] for f in fields}} for p in pts]
+                           **{f: p[_TARGET + f] for f in _EVAL_FIELDS}} for p in pts]
                       for s, pts in seeds.items()}}
 
 
