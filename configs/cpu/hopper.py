@@ -7,7 +7,7 @@ steps, K = 8 training candidates, observation normalization (mjx_qvpo.config.fas
 QVPO itself (best-of-K behavior and evaluation, Q-weighted VLO, entropy term) is unchanged.
 Evaluations of 8 episodes of 1,000 steps.
 
-Four changes from the paper's hyperparameters decide hopper (results/race/README.md):
+Five changes from the paper's hyperparameters decide hopper (results/race/README.md):
 - gamma 0.997 (SAC's discount for hopper): with 0.99 QVPO stayed at about 430 for a million env
   steps;
 - step size 6e-4 for both the diffusion policy and the critic (Brax SAC's hopper step size; the
@@ -37,10 +37,18 @@ Four changes from the paper's hyperparameters decide hopper (results/race/README
   (results/race/hopper_cpu_critic_layernorm_delay2_1800s_seeds1to6/). Without the LayerNorm
   critic the delay had stood on seeds 1 and 2 (results/race/hopper_cpu_delay2_1800s_seeds123/).
   The curves of the config without it: add --config.actor_update_every=1 to repeat them.
+- Adam's epsilon 1e-8 (optax's default; the paper's is 1e-5), since session 15: the policy's
+  gradients are about 1e-5 to 2e-4 per parameter, and on the seeds that stood they had fallen
+  to the bottom of that range, where an epsilon of 1e-5 shortens Adam's steps. With 1e-8 seeds
+  1-3 all hop: 3,332, 1,770 (a last evaluation that fell, after 3,094-3,307 at all but one
+  evaluation from 603 s on) and 3,384, 2,829 +- 749, against SAC's 3,099 +- 102 on the same
+  seeds (results/race/hopper_cpu_adam_eps1e-8_1800s_seeds123/). Not yet raced on seeds 4-6 or
+  fresh seeds.
 
-So no config tried yet hops on every seed: each leaves about two seeds of six standing or
-fallen at 30 minutes, and which ones changes with the config. Evaluations of seeds that hop
-still swing (evaluating the target actor, eval_actor = "target", does not steady them).
+So with the paper's epsilon no config tried hopped on every seed: each left about two seeds of
+six standing or fallen at 30 minutes, and which ones changed with the config. With epsilon 1e-8
+no seed of three stands, but evaluations of seeds that hop still swing (evaluating the target
+actor, eval_actor = "target", does not steady them).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
