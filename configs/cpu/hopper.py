@@ -42,12 +42,13 @@ Five changes from the paper's hyperparameters decide hopper (results/race/README
   to the bottom of that range, where an epsilon of 1e-5 shortens Adam's steps. With 1e-8 seeds
   1-3 all hop: 3,332, 1,770 (a last evaluation that fell, after 3,094-3,307 at all but one
   evaluation from 603 s on) and 3,384, 2,829 +- 749, against SAC's 3,099 +- 102 on the same
-  seeds (results/race/hopper_cpu_adam_eps1e-8_1800s_seeds123/). Not yet raced on seeds 4-6 or
-  fresh seeds.
+  seeds (results/race/hopper_cpu_adam_eps1e-8_1800s_seeds123/). Seed 4 stood from 405 to
+  610 s, hopped from 1,103 s and ended at 3,268 (SAC 3,133); seeds 1-4: 2,939 +- 676 against
+  SAC's 3,108 +- 90. Not yet raced on seeds 5-6 or fresh seeds.
 
 So with the paper's epsilon no config tried hopped on every seed: each left about two seeds of
 six standing or fallen at 30 minutes, and which ones changed with the config. With epsilon 1e-8
-no seed of three stands, but evaluations of seeds that hop still swing (evaluating the target
+no seed of four stands to the end, but evaluations of seeds that hop still swing (evaluating the target
 actor, eval_actor = "target", does not steady them).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
