@@ -103,6 +103,14 @@ _EVAL_FIELDS = ("return", "return_min", "return_max")
 _TARGET = "target_actor_"
 
 
+def _eval_span(evals: list[dict], prefix: str = "") -> tuple[float, float, float]:
+    """One evaluation over all seeds: the mean of the seeds' mean returns, and the lowest and
+    highest episode return (the online actor's, or with ``prefix`` _TARGET the target actor's)."""
+    return (float(np.mean([e[prefix + "return"] for e in evals])),
+            min(e[prefix + "return_min"] for e in evals),
+            max(e[prefix + "return_max"] for e in evals))
+
+
 def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget_s: float,
                  eval_every_s: float, log: Callable[[str], None], label: str) -> list[dict]:
     """Evaluate, then run units of training (``step_fn``, returning env steps so far) until the
@@ -122,14 +130,13 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
         if done or clock >= next_eval:
             points.append({"train_s": clock, "env_steps": env_steps, "returns": eval_fn()})
             evals = points[-1]["returns"]
-            log(f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
-                f"{np.mean([e['return'] for e in evals]):9.1f}  (episodes "
-                f"{min(e['return_min'] for e in evals):.0f} to "
-                f"{max(e['return_max'] for e in evals):.0f})"
-                + (f"; target actor {np.mean([e[_TARGET + 'return'] for e in evals]):.1f} "
-                   f"({min(e[_TARGET + 'return_min'] for e in evals):.0f} to "
-                   f"{max(e[_TARGET + 'return_max'] for e in evals):.0f})"
-                   if _TARGET + "return" in evals[0] else ""))
+            mean, lo, hi = _eval_span(evals)
+            line = (f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
+                    f"{mean:9.1f}  (episodes {lo:.0f} to {hi:.0f})")
+            if _TARGET + "return" in evals[0]:
+                mean, lo, hi = _eval_span(evals, _TARGET)
+                line += f"; target actor {mean:.1f} ({lo:.0f} to {hi:.0f})"
+            log(line)
             while next_eval <= clock:
                 next_eval += eval_every_s
         if done:
@@ -138,16 +145,17 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
 
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
              log: Callable[[str], None] = print, eval_target: bool = False) -> dict:
-    """Train QVPO (the compiled chunk of docs/algorithm.md section 7) for ``budget_s`` seconds of training
-    per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5) at the
-    first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and
-    without ``vmap_seeds`` the very functions it compiles.
+    """Train QVPO (the compiled chunk of docs/algorithm.md section 7) for ``budget_s`` seconds
+    of training per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5)
+    at the first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the
+    keys ``python -m mjx_qvpo.train --config.seed=s`` uses, and without ``vmap_seeds`` the very
+    functions it compiles.
 
     With ``eval_target`` each evaluation is repeated, with the same key (so the same initial
     states and noise), by the *target* actor (the Polyak average of the policy, section 2;
-    the config's evaluation with ``eval_actor`` "target") in place of the online one, still ranking its candidates with the online critic; its
-    returns are recorded as ``target_actor_return``, ``target_actor_return_min`` and
-    ``target_actor_return_max``.
+    the config's evaluation with ``eval_actor`` "target") in place of the online one, still
+    ranking its candidates with the online critic; its returns are recorded as
+    ``target_actor_return``, ``target_actor_return_min`` and ``target_actor_return_max``.
     A diagnostic: training is unchanged, and the curves and the report use the online actor."""
     from mjx_qvpo import compile_cache
     from mjx_qvpo.train import first_nonfinite

@@ -48,8 +48,8 @@ Five changes from the paper's hyperparameters decide hopper (results/race/README
 
 So with the paper's epsilon no config tried hopped on every seed: each left about two seeds of
 six standing or fallen at 30 minutes, and which ones changed with the config. With epsilon 1e-8
-no seed of four stands to the end, but evaluations of seeds that hop still swing (evaluating the target
-actor, eval_actor = "target", does not steady them).
+no seed of four stands to the end, but evaluations of seeds that hop still swing (evaluating
+the target actor, eval_actor = "target", does not steady them).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
