@@ -97,10 +97,12 @@ def sac_settings(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- QVPO
-# An evaluation's figures per seed (mean, lowest and highest episode return), and the prefix of
-# the target actor's (``--eval-target-actor``).
+# An evaluation's figures per seed (mean, lowest and highest episode return), and the prefixes of
+# the diagnostic evaluations' copies of them: the target actor's (``--eval-target-actor``) and
+# best-of-K's with another K (``--eval-samples K``).
 _EVAL_FIELDS = ("return", "return_min", "return_max")
 _TARGET = "target_actor_"
+_SAMPLES = "eval_samples_"
 
 
 def _eval_span(evals: list[dict], prefix: str = "") -> tuple[float, float, float]:
@@ -112,13 +114,15 @@ def _eval_span(evals: list[dict], prefix: str = "") -> tuple[float, float, float
 
 
 def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget_s: float,
-                 eval_every_s: float, log: Callable[[str], None], label: str) -> list[dict]:
+                 eval_every_s: float, log: Callable[[str], None], label: str,
+                 diagnostic_names: Sequence[tuple[str, str]] = ()) -> list[dict]:
     """Evaluate, then run units of training (``step_fn``, returning env steps so far) until the
     training clock reaches ``budget_s``: it stops where one more unit would end further past the
     budget than the current one ends short of it. Evaluates again after the first unit that ends
     past each multiple of ``eval_every_s``, and after the last. Only ``step_fn``'s time counts.
     Returns one point per evaluation (``returns``: one dict per seed, its ``return`` the mean
-    over the evaluation's episodes)."""
+    over the evaluation's episodes). Each evaluation is logged, with the diagnostic
+    evaluations' figures named by ``diagnostic_names`` ((field prefix, name) pairs)."""
     points = [{"train_s": 0.0, "env_steps": 0, "returns": eval_fn()}]
     clock, durations, next_eval = 0.0, [], eval_every_s
     while True:
@@ -133,9 +137,9 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
             mean, lo, hi = _eval_span(evals)
             line = (f"  {label} {clock:7.1f} s  {env_steps:>9,d} env steps  eval "
                     f"{mean:9.1f}  (episodes {lo:.0f} to {hi:.0f})")
-            if _TARGET + "return" in evals[0]:
-                mean, lo, hi = _eval_span(evals, _TARGET)
-                line += f"; target actor {mean:.1f} ({lo:.0f} to {hi:.0f})"
+            for prefix, name in diagnostic_names:
+                mean, lo, hi = _eval_span(evals, prefix)
+                line += f"; {name} {mean:.1f} ({lo:.0f} to {hi:.0f})"
             log(line)
             while next_eval <= clock:
                 next_eval += eval_every_s
@@ -144,7 +148,8 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
 
 
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
-             log: Callable[[str], None] = print, eval_target: bool = False) -> dict:
+             log: Callable[[str], None] = print, eval_target: bool = False,
+             eval_samples: int | None = None) -> dict:
     """Train QVPO (the compiled chunk of docs/algorithm.md section 7) for ``budget_s`` seconds
     of training per seed (or per vmapped batch of seeds), evaluating (best-of-K_eval, section 5)
     at the first chunk end past every ``budget_s / points`` seconds of training. Seed s uses the
@@ -156,15 +161,23 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     the config's evaluation with ``eval_actor`` "target") in place of the online one, still
     ranking its candidates with the online critic; its returns are recorded as
     ``target_actor_return``, ``target_actor_return_min`` and ``target_actor_return_max``.
-    A diagnostic: training is unchanged, and the curves and the report use the online actor."""
+    With ``eval_samples`` K each evaluation is likewise repeated with K_eval = K candidates per
+    state (K = 1: the diffusion policy's own samples, no critic ranking), recorded as
+    ``eval_samples_return`` (and ``_min``, ``_max``), with K as the result's ``eval_samples``.
+    Diagnostics: training is unchanged, and the curves and the report use the online actor
+    with the config's K_eval."""
     from mjx_qvpo import compile_cache
     from mjx_qvpo.train import first_nonfinite
     from mjx_qvpo.training import make_evaluate, make_trainer
 
     trainer = make_trainer(cfg, single_device=True)
-    # The target actor's evaluation is the config's own evaluation with eval_actor="target".
-    evaluate_target = make_evaluate(resolve(apply_overrides(cfg, {"eval_actor": "target"})),
-                                    trainer.env, trainer.nets) if eval_target else None
+    # Each diagnostic evaluation is the config's own evaluation with one field overridden
+    # (the target actor's: eval_actor="target"); (prefix of its fields, evaluate function).
+    overrides = ([(_TARGET, "target actor", {"eval_actor": "target"})] if eval_target else []) + (
+        [(_SAMPLES, f"best-of-{eval_samples}", {"num_eval_samples": eval_samples})]
+        if eval_samples is not None else [])
+    diagnostics = [(prefix, make_evaluate(resolve(apply_overrides(cfg, over)), trainer.env,
+                                          trainer.nets)) for prefix, _, over in overrides]
     lift = jax.vmap if vmap_seeds else (lambda f: f)
     groups = [list(seeds)] if vmap_seeds else [[s] for s in seeds]
 
@@ -174,7 +187,8 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             return keys[0][0], keys[0][1]
         return jnp.stack([k[0] for k in keys]), jnp.stack([k[1] for k in keys])
 
-    chunk_fn = eval_fn = target_fn = None
+    chunk_fn = eval_fn = None
+    diagnostic_fns: list = []   # compiled, in the order of ``diagnostics``
     compile_s = 0.0
     out: dict[str, list] = {}
     eval_s: list[float] = []   # wall seconds of each evaluation (not on the training clock)
@@ -186,10 +200,8 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             t0 = time.perf_counter()
             programs = [jax.jit(lift(trainer.chunk), donate_argnums=0).lower(state),
                         jax.jit(lift(trainer.evaluate)).lower(state, k_eval)]
-            if eval_target:
-                programs.append(jax.jit(lift(evaluate_target)).lower(state, k_eval))
-            chunk_fn, eval_fn, *rest = compile_cache.compile_all(tuple(programs))
-            target_fn = rest[0] if rest else None
+            programs += [jax.jit(lift(f)).lower(state, k_eval) for _, f in diagnostics]
+            chunk_fn, eval_fn, *diagnostic_fns = compile_cache.compile_all(tuple(programs))
             compile_s = time.perf_counter() - t0
             log(f"QVPO: compiled the chunk and evaluation in {compile_s:.1f} s")
         box = {"state": state, "evals": 0, "metrics": None}
@@ -215,10 +227,11 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             # evaluation where some episodes fall from one where all do worse.
             cols = {f: np.ravel(np.asarray(m[f"eval/episode_{f}"], float)).tolist()
                     for f in _EVAL_FIELDS}
-            if target_fn is not None:   # the same key: the same episodes' starts and noise
-                mt = jax.device_get(target_fn(box["state"], lift(fold)(k_eval)))
-                cols.update({_TARGET + f: np.ravel(np.asarray(mt[f"eval/episode_{f}"],
-                                                             float)).tolist()
+            # The same key: the same episodes' starts (and, for the target actor, noise).
+            for (prefix, _), fn in zip(diagnostics, diagnostic_fns):
+                md = jax.device_get(fn(box["state"], lift(fold)(k_eval)))
+                cols.update({prefix + f: np.ravel(np.asarray(md[f"eval/episode_{f}"],
+                                                            float)).tolist()
                              for f in _EVAL_FIELDS})
             rows = [dict(zip(cols, row)) for row in zip(*cols.values())]
             if box["metrics"] is not None:   # the last chunk's mean losses and Q statistics
@@ -230,14 +243,15 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             return rows
 
         pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
-                           f"QVPO seed(s) {group}")
+                           f"QVPO seed(s) {group}", [(p, name) for p, name, _ in overrides])
         for i, s in enumerate(group):
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
                             **p["returns"][i]} for p in pts]
     wall_s = time.perf_counter() - t_start
     log(_wall_clock_line("QVPO", wall_s, eval_s))
     return {"compile_s": compile_s, "seeds": out, "vmap_seeds": vmap_seeds,
-            "eval_s": eval_s, "wall_s": wall_s}
+            "eval_s": eval_s, "wall_s": wall_s,
+            **({"eval_samples": eval_samples} if eval_samples is not None else {})}
 
 
 # ------------------------------------------------------------------------------------ SAC
@@ -334,7 +348,7 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
 # merges curves does not carry them over (its report would count another process's time).
 _RUN_TIMES = ("wall_s", "eval_s")
 # A learner's summaries, rewritten by every report.
-_SUMMARIES = ("summary", "summary_target_actor")
+_SUMMARIES = ("summary", "summary_target_actor", "summary_eval_samples")
 
 
 def _load_race(path: str, flag: str = "--merge") -> dict:
@@ -377,6 +391,12 @@ def merge_races(races: Sequence[dict]) -> dict:
         for name, a, b in zip(names, ref, key(r)):
             if a != b:
                 raise ConfigError(f"--merge: {r['path']} and {first['path']} differ in {name}")
+    # Parts with and without --eval-samples merge (the diagnostic curve then has too few seeds
+    # and is left out), but not two different K: the curve's label would be wrong for some.
+    ks = {r["qvpo"]["eval_samples"] for r in races if "eval_samples" in r.get("qvpo", {})}
+    if len(ks) > 1:
+        raise ConfigError(f"--merge: the races' QVPO diagnostic evaluations used different "
+                          f"--eval-samples ({sorted(ks)})")
     seeds = [s for r in races for s in r["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--merge: the races share seeds ({sorted(seeds)})")
@@ -396,6 +416,8 @@ def merge_races(races: Sequence[dict]) -> dict:
             part = {k: v for k, v in first[name].items()
                     if k not in ("seeds", *_SUMMARIES, *_RUN_TIMES)}
             part["compile_s"] = float(np.mean([r[name]["compile_s"] for r in races]))
+            if name == "qvpo" and ks:
+                part["eval_samples"] = ks.pop()
             part["seeds"] = {s: pts for r in races for s, pts in r[name]["seeds"].items()}
             out[name] = part
     return out
@@ -546,43 +568,51 @@ def _wall_clock_note(race: dict, learners: Sequence[str]) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def target_actor_curves(result: dict) -> dict | None:
-    """QVPO's curves as evaluated by its target actor (``--eval-target-actor``): each point with
-    ``return`` (and its min and max) replaced by the target actor's, so that ``summarize`` and
-    the plot read them like any curve; None unless every evaluation of every seed has one."""
+def diagnostic_curves(result: dict, prefix: str = _TARGET) -> dict | None:
+    """QVPO's curves as a diagnostic evaluation saw them (``prefix`` _TARGET: the target actor's,
+    ``--eval-target-actor``; _SAMPLES: best-of-K with ``--eval-samples`` K): each point with
+    ``return`` (and its min and max) replaced by that evaluation's, so that ``summarize`` and the
+    plot read them like any curve; None unless every evaluation of every seed has one."""
     seeds = result["seeds"]
-    if not all(_TARGET + "return" in p for pts in seeds.values() for p in pts):
+    if not all(prefix + "return" in p for pts in seeds.values() for p in pts):
         return None
     return {"compile_s": result["compile_s"],
             "seeds": {s: [{"train_s": p["train_s"], "env_steps": p["env_steps"],
-                           **{f: p[_TARGET + f] for f in _EVAL_FIELDS}} for p in pts]
+                           **{f: p[prefix + f] for f in _EVAL_FIELDS}} for p in pts]
                       for s, pts in seeds.items()}}
 
 
-# The curves a report shows: key in the race (or "qvpo_target", derived), label, colour, line.
+# The curves a report shows: key in the race (or derived from QVPO's diagnostic evaluations),
+# label, colour, line style.
 _CURVES = (("qvpo", "QVPO", "C0", "-"), ("qvpo_target", "QVPO, target actor", "C0", "--"),
-           ("sac", "Brax SAC", "C3", "-"))
+           ("qvpo_samples", "QVPO, best-of-{k}", "C0", ":"), ("sac", "Brax SAC", "C3", "-"))
+# The derived curves: key -> (field prefix in QVPO's points, key of its summary in race["qvpo"]).
+_DIAGNOSTICS = {"qvpo_target": (_TARGET, "summary_target_actor"),
+                "qvpo_samples": (_SAMPLES, "summary_eval_samples")}
 
 
 def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
     """(key, result, label, colour, line style) of each curve in ``race``, in ``_CURVES``
-    order; QVPO's target-actor curve where its evaluations were recorded."""
+    order; QVPO's diagnostic curves (target actor, other K_eval) where they were recorded."""
     results = {k: race[k] for k in ("qvpo", "sac") if k in race}
-    if "qvpo" in race and (view := target_actor_curves(race["qvpo"])) is not None:
-        results["qvpo_target"] = view
-    return [(k, results[k], label, color, ls) for k, label, color, ls in _CURVES if k in results]
+    for key, (prefix, _) in _DIAGNOSTICS.items():
+        if "qvpo" in race and (view := diagnostic_curves(race["qvpo"], prefix)) is not None:
+            results[key] = view
+    k = race.get("qvpo", {}).get("eval_samples")
+    return [(key, results[key], label.format(k=k), color, ls)
+            for key, label, color, ls in _CURVES if key in results]
 
 
 def write_report(race: dict, out: str, target: float | None = None) -> str:
     """Summaries into ``race`` (with ``target``: time to reach it), ``race.md`` (one row per
-    learner, and one for QVPO's target actor where it was evaluated) and ``race.png`` in
-    ``out``; returns the Markdown."""
+    learner, and one for each of QVPO's diagnostic evaluations that was recorded) and
+    ``race.png`` in ``out``; returns the Markdown."""
     learners = [k for k in ("qvpo", "sac") if k in race]
     curves = _report_curves(race)
     summaries = {key: summarize(result, target) for key, result, *_ in curves}
     for key, summary in summaries.items():
-        if key == "qvpo_target":
-            race["qvpo"]["summary_target_actor"] = summary
+        if key in _DIAGNOSTICS:
+            race["qvpo"][_DIAGNOSTICS[key][1]] = summary
         else:
             race[key]["summary"] = summary
     head = ("| learner | return at the budget (mean +- std) | per seed | training s at the last "
@@ -637,7 +667,7 @@ def plot_race(race: dict, path: str) -> None:
             mean, lo, up = seed_mean_band(seeds, key, grid, hold_last=key == "train_s")
             ok = np.isfinite(lo)
             ax.plot(grid, mean, color=color, ls=ls, label=f"{label}, {len(seeds)} seed(s)")
-            if name != "qvpo_target":   # its band would hide the online actor's
+            if name not in _DIAGNOSTICS:   # their bands would hide the online actor's
                 ax.fill_between(grid[ok], lo[ok], up[ok], color=color, alpha=0.15)
     axes[0].set_xlabel("training wall-clock (s, compile and evaluation excluded)")
     axes[1].set_xlabel("env steps")
@@ -686,6 +716,11 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                    help="also evaluate QVPO's target actor (the Polyak average of its policy) "
                         "at each evaluation, with the same episodes; recorded in race.json as "
                         "target_actor_return (a diagnostic: the curves use the online actor)")
+    p.add_argument("--eval-samples", type=int, default=None, metavar="K",
+                   help="also evaluate QVPO best-of-K with this K (1: the diffusion policy's "
+                        "own samples, no critic ranking) at each evaluation, from the same "
+                        "initial states; recorded in race.json as eval_samples_return (a "
+                        "diagnostic: the curves use the config's num_eval_samples)")
     p.add_argument("--target", type=float, default=None,
                    help="also report each seed's training time to its first evaluation return "
                         "at or above this value")
@@ -727,10 +762,12 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     if ns.sac_from is not None and (ns.no_sac or sac_over):
         raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
                           "cannot be combined with --no-sac or --sac.FIELD=VALUE")
+    if ns.eval_samples is not None and ns.eval_samples < 1:
+        raise ConfigError(f"--eval-samples must be >= 1, got {ns.eval_samples}")
     if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds
-                                     or ns.eval_target_actor):
+                                     or ns.eval_target_actor or ns.eval_samples is not None):
         raise ConfigError("--qvpo-from trains SAC alone: it cannot be combined with --no-sac, "
-                          "--sac-from, --vmap-seeds or --eval-target-actor")
+                          "--sac-from, --vmap-seeds, --eval-target-actor or --eval-samples")
     return ns, config_over, sac_over
 
 
@@ -824,7 +861,8 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
             f"({reused_qvpo['source']['command']})")
     else:
         race["qvpo"] = run_qvpo(cfg, seeds, ns.budget_s, ns.points, ns.vmap_seeds, log,
-                                eval_target=ns.eval_target_actor)
+                                eval_target=ns.eval_target_actor,
+                                eval_samples=ns.eval_samples)
     save()
     if reused is not None:
         race["sac"], race["sac_from"] = reused["sac"], reused["source"]

@@ -38,6 +38,8 @@ def test_cli_splits_race_flags_and_both_override_kinds():
     (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--config.num_envz=1"],
      "num_envz"),
     (["--config", "configs/bandit.py", "--budget-s", "5"], "no SAC baseline for task 'bandit'"),
+    (["--config", "configs/inverted_pendulum.py", "--budget-s", "5", "--eval-samples", "0"],
+     "--eval-samples must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_before_any_compile(capsys, tmp_path, args, message):
     assert race.main([*args, "--out", str(tmp_path / "r")]) == 2
@@ -94,25 +96,42 @@ def test_a_non_finite_loss_stops_the_race_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and "non-finite train/" in err[0] and "stopping the race" in err[0], err
 
 
-def test_target_actor_evaluation_uses_the_same_episodes(tmp_path, capsys):
+def test_diagnostic_evaluations_use_the_same_episodes(tmp_path, capsys):
     # Before any update the target actor equals the online one, and its evaluation uses the same
     # key: its returns must equal the online actor's exactly. Later ones are recorded and logged.
+    # --eval-samples with the config's own K_eval (2) is the online evaluation itself, with the
+    # same key, so it must equal it at every evaluation: this checks the plumbing, not K.
     assert race.main([*TINY_BANDIT, "--budget-s", "3", "--points", "2", "--no-sac",
-                      "--eval-target-actor", "--out", str(tmp_path / "r")]) == 0
-    pts = json.loads((tmp_path / "r" / "race.json").read_text())["qvpo"]["seeds"]["0"]
-    assert len(pts) >= 2
+                      "--eval-target-actor", "--eval-samples", "2",
+                      "--out", str(tmp_path / "r")]) == 0
+    saved = json.loads((tmp_path / "r" / "race.json").read_text())["qvpo"]
+    pts = saved["seeds"]["0"]
+    assert len(pts) >= 2 and saved["eval_samples"] == 2
     for f in ("return", "return_min", "return_max"):
         assert pts[0][f"target_actor_{f}"] == pts[0][f]
         assert all(np.isfinite(p[f"target_actor_{f}"]) for p in pts)
-    assert "; target actor " in capsys.readouterr().out
+        assert [p[f"eval_samples_{f}"] for p in pts] == [p[f] for p in pts]
+    out = capsys.readouterr().out
+    assert "; target actor " in out and "; best-of-2 " in out
     md = (tmp_path / "r" / "race.md").read_text()
-    assert "| QVPO |" in md and "| QVPO, target actor |" in md
-    saved = json.loads((tmp_path / "r" / "race.json").read_text())["qvpo"]
+    assert "| QVPO |" in md and "| QVPO, target actor |" in md and "| QVPO, best-of-2 |" in md
     assert saved["summary_target_actor"]["final_return_per_seed"] == [
         round(pts[-1]["target_actor_return"], 1)]
-    # Without the target actor's evaluations (older races) there is no such curve.
-    assert race.target_actor_curves({"compile_s": 1.0, "seeds": {"0": [
-        {k: v for k, v in p.items() if not k.startswith("target_actor_")} for p in pts]}}) is None
+    assert saved["summary_eval_samples"] == saved["summary"]
+    # Without a diagnostic's evaluations (older races) there is no such curve.
+    for prefix in ("target_actor_", "eval_samples_"):
+        assert race.diagnostic_curves({"compile_s": 1.0, "seeds": {"0": [
+            {k: v for k, v in p.items() if not k.startswith(prefix)} for p in pts]}},
+            prefix) is None
+    # Races with different K merge only without the diagnostic's curve mixing two K.
+    other = json.loads((tmp_path / "r" / "race.json").read_text())
+    other["seeds"], other["qvpo"]["eval_samples"] = [1], 1
+    other["qvpo"]["seeds"] = {"1": other["qvpo"]["seeds"].pop("0")}
+    other["qvpo_config"]["seed"] = 1
+    (tmp_path / "k1").mkdir()
+    (tmp_path / "k1" / "race.json").write_text(json.dumps(other))
+    with pytest.raises(race.ConfigError, match=r"different --eval-samples \(\[1, 2\]\)"):
+        race.merge_races([race._load_race(str(tmp_path / n)) for n in ("r", "k1")])
 
 
 def test_eval_target_actor_needs_the_online_actor_in_the_config(capsys, tmp_path):
@@ -315,7 +334,8 @@ def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--no-sac"], "cannot be combined with --no-sac"),
-    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from, --vmap-seeds or"),
+    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from, --vmap-seeds,"),
+    (["--eval-samples", "1"], "--eval-target-actor or --eval-samples"),
     ([], "has another QVPO config (fields"),
 ])
 def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, extra, message):
