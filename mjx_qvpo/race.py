@@ -147,6 +147,16 @@ def _budget_loop(step_fn: Callable[[], int], eval_fn: Callable[[], list], budget
             return points
 
 
+def diagnostic_configs(cfg, eval_target: bool, eval_samples: int | None) -> list[tuple]:
+    """(field prefix, name in the log, config) of each diagnostic evaluation ``run_qvpo`` adds:
+    the config's own evaluation with one field overridden, ``eval_actor`` "target" for the
+    target actor's (``eval_target``), ``num_eval_samples`` K for best-of-K (``eval_samples``)."""
+    wanted = ([(_TARGET, "target actor", {"eval_actor": "target"})] if eval_target else []) + (
+        [(_SAMPLES, f"best-of-{eval_samples}", {"num_eval_samples": eval_samples})]
+        if eval_samples is not None else [])
+    return [(prefix, name, resolve(apply_overrides(cfg, over))) for prefix, name, over in wanted]
+
+
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
              log: Callable[[str], None] = print, eval_target: bool = False,
              eval_samples: int | None = None) -> dict:
@@ -171,13 +181,10 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
     from mjx_qvpo.training import make_evaluate, make_trainer
 
     trainer = make_trainer(cfg, single_device=True)
-    # Each diagnostic evaluation is the config's own evaluation with one field overridden
-    # (the target actor's: eval_actor="target"); (prefix of its fields, evaluate function).
-    overrides = ([(_TARGET, "target actor", {"eval_actor": "target"})] if eval_target else []) + (
-        [(_SAMPLES, f"best-of-{eval_samples}", {"num_eval_samples": eval_samples})]
-        if eval_samples is not None else [])
-    diagnostics = [(prefix, make_evaluate(resolve(apply_overrides(cfg, over)), trainer.env,
-                                          trainer.nets)) for prefix, _, over in overrides]
+    configs = diagnostic_configs(cfg, eval_target, eval_samples)
+    # (prefix of its fields, evaluate function) per diagnostic evaluation.
+    diagnostics = [(prefix, make_evaluate(c, trainer.env, trainer.nets))
+                   for prefix, _, c in configs]
     lift = jax.vmap if vmap_seeds else (lambda f: f)
     groups = [list(seeds)] if vmap_seeds else [[s] for s in seeds]
 
@@ -243,7 +250,7 @@ def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds
             return rows
 
         pts = _budget_loop(step, evaluate, budget_s, budget_s / points, log,
-                           f"QVPO seed(s) {group}", [(p, name) for p, name, _ in overrides])
+                           f"QVPO seed(s) {group}", [(p, name) for p, name, _ in configs])
         for i, s in enumerate(group):
             out[str(s)] = [{"train_s": p["train_s"], "env_steps": p["env_steps"],
                             **p["returns"][i]} for p in pts]

@@ -134,6 +134,25 @@ def test_diagnostic_evaluations_use_the_same_episodes(tmp_path, capsys):
         race.merge_races([race._load_race(str(tmp_path / n)) for n in ("r", "k1")])
 
 
+def test_diagnostic_configs_override_one_field_each():
+    from mjx_qvpo.config import resolve
+    from mjx_qvpo.train import load_run_config
+    cfg = resolve(load_run_config("configs/cpu/hopper.py", {}))
+    assert race.diagnostic_configs(cfg, False, None) == []
+    got = race.diagnostic_configs(cfg, True, 1)
+    assert [(p, n) for p, n, _ in got] == [("target_actor_", "target actor"),
+                                          ("eval_samples_", "best-of-1")]
+    target, samples = got[0][2], got[1][2]
+    assert (target.eval_actor, target.num_eval_samples) == ("target", cfg.num_eval_samples)
+    assert (samples.eval_actor, samples.num_eval_samples) == ("online", 1) != (
+        cfg.eval_actor, cfg.num_eval_samples)
+    # Nothing else differs from the run's own evaluation.
+    for c in (target, samples):
+        assert {k: v for k, v in c.to_dict().items()
+                if k not in ("eval_actor", "num_eval_samples")} == {
+            k: v for k, v in cfg.to_dict().items() if k not in ("eval_actor", "num_eval_samples")}
+
+
 def test_eval_target_actor_needs_the_online_actor_in_the_config(capsys, tmp_path):
     assert race.main([*TINY_BANDIT, "--budget-s", "3", "--no-sac", "--eval-target-actor",
                       "--config.eval_actor=target", "--out", str(tmp_path / "r")]) == 2
