@@ -103,11 +103,17 @@ def sac_settings(task: str, overrides: dict[str, Any]) -> dict[str, Any]:
 _EVAL_FIELDS = ("return", "return_min", "return_max")
 _TARGET = "target_actor_"
 _SAMPLES = "eval_samples_"
+# Each diagnostic evaluation, by the key of its curve in a report: the prefix of its fields in
+# QVPO's points, the key of its summary in race["qvpo"], and its name in the log (and, after
+# "QVPO, ", in the report; {k} is --eval-samples' K).
+_DIAGNOSTICS = {"qvpo_target": (_TARGET, "summary_target_actor", "target actor"),
+                "qvpo_samples": (_SAMPLES, "summary_eval_samples", "best-of-{k}")}
 
 
 def _eval_span(evals: list[dict], prefix: str = "") -> tuple[float, float, float]:
     """One evaluation over all seeds: the mean of the seeds' mean returns, and the lowest and
-    highest episode return (the online actor's, or with ``prefix`` _TARGET the target actor's)."""
+    highest episode return (the config's own evaluation's, or with a diagnostic's ``prefix``
+    that diagnostic evaluation's)."""
     return (float(np.mean([e[prefix + "return"] for e in evals])),
             min(e[prefix + "return_min"] for e in evals),
             max(e[prefix + "return_max"] for e in evals))
@@ -151,10 +157,11 @@ def diagnostic_configs(cfg, eval_target: bool, eval_samples: int | None) -> list
     """(field prefix, name in the log, config) of each diagnostic evaluation ``run_qvpo`` adds:
     the config's own evaluation with one field overridden, ``eval_actor`` "target" for the
     target actor's (``eval_target``), ``num_eval_samples`` K for best-of-K (``eval_samples``)."""
-    wanted = ([(_TARGET, "target actor", {"eval_actor": "target"})] if eval_target else []) + (
-        [(_SAMPLES, f"best-of-{eval_samples}", {"num_eval_samples": eval_samples})]
-        if eval_samples is not None else [])
-    return [(prefix, name, resolve(apply_overrides(cfg, over))) for prefix, name, over in wanted]
+    wanted = ([("qvpo_target", {"eval_actor": "target"})] if eval_target else []) + (
+        [("qvpo_samples", {"num_eval_samples": eval_samples})] if eval_samples is not None
+        else [])
+    return [(_DIAGNOSTICS[key][0], _DIAGNOSTICS[key][2].format(k=eval_samples),
+             resolve(apply_overrides(cfg, over))) for key, over in wanted]
 
 
 def run_qvpo(cfg, seeds: Sequence[int], budget_s: float, points: int, vmap_seeds: bool,
@@ -355,7 +362,7 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
 # merges curves does not carry them over (its report would count another process's time).
 _RUN_TIMES = ("wall_s", "eval_s")
 # A learner's summaries, rewritten by every report.
-_SUMMARIES = ("summary", "summary_target_actor", "summary_eval_samples")
+_SUMMARIES = ("summary", *(summary for _, summary, _ in _DIAGNOSTICS.values()))
 
 
 def _load_race(path: str, flag: str = "--merge") -> dict:
@@ -575,7 +582,7 @@ def _wall_clock_note(race: dict, learners: Sequence[str]) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def diagnostic_curves(result: dict, prefix: str = _TARGET) -> dict | None:
+def diagnostic_curves(result: dict, prefix: str) -> dict | None:
     """QVPO's curves as a diagnostic evaluation saw them (``prefix`` _TARGET: the target actor's,
     ``--eval-target-actor``; _SAMPLES: best-of-K with ``--eval-samples`` K): each point with
     ``return`` (and its min and max) replaced by that evaluation's, so that ``summarize`` and the
@@ -589,20 +596,19 @@ def diagnostic_curves(result: dict, prefix: str = _TARGET) -> dict | None:
                       for s, pts in seeds.items()}}
 
 
-# The curves a report shows: key in the race (or derived from QVPO's diagnostic evaluations),
-# label, colour, line style.
-_CURVES = (("qvpo", "QVPO", "C0", "-"), ("qvpo_target", "QVPO, target actor", "C0", "--"),
-           ("qvpo_samples", "QVPO, best-of-{k}", "C0", ":"), ("sac", "Brax SAC", "C3", "-"))
-# The derived curves: key -> (field prefix in QVPO's points, key of its summary in race["qvpo"]).
-_DIAGNOSTICS = {"qvpo_target": (_TARGET, "summary_target_actor"),
-                "qvpo_samples": (_SAMPLES, "summary_eval_samples")}
+# The curves a report shows: key in the race (or in _DIAGNOSTICS, derived from QVPO's
+# diagnostic evaluations), label, colour, line style.
+_CURVES = (("qvpo", "QVPO", "C0", "-"),
+           ("qvpo_target", "QVPO, " + _DIAGNOSTICS["qvpo_target"][2], "C0", "--"),
+           ("qvpo_samples", "QVPO, " + _DIAGNOSTICS["qvpo_samples"][2], "C0", ":"),
+           ("sac", "Brax SAC", "C3", "-"))
 
 
 def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
     """(key, result, label, colour, line style) of each curve in ``race``, in ``_CURVES``
     order; QVPO's diagnostic curves (target actor, other K_eval) where they were recorded."""
     results = {k: race[k] for k in ("qvpo", "sac") if k in race}
-    for key, (prefix, _) in _DIAGNOSTICS.items():
+    for key, (prefix, _, _) in _DIAGNOSTICS.items():
         if "qvpo" in race and (view := diagnostic_curves(race["qvpo"], prefix)) is not None:
             results[key] = view
     k = race.get("qvpo", {}).get("eval_samples")
