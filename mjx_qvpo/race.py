@@ -304,14 +304,18 @@ def sac_budget_reached(clock: float, epoch_times: Sequence[float], budget_s: flo
 
 def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             epoch_env_steps: int, episode_length: int, num_eval_envs: int,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print,
+            on_point: Callable[[dict], None] | None = None) -> dict:
     """Brax SAC for ``budget_s`` seconds of training per seed, evaluated after every epoch of
     ``epoch_env_steps`` env steps (Brax's own loop; deterministic actions).
 
     A warm-up run of two epochs with the same shapes compiles every SAC program into the
     persistent compilation cache first, so the timed runs load them; SAC's compile time is the
     warm-up's time less its two epochs of training. The clock is Brax's ``training/walltime``
-    (replay prefill and epochs; evaluation excluded)."""
+    (replay prefill and epochs; evaluation excluded).
+
+    ``on_point``, if given, receives the result so far (marked ``"partial": True``) after every
+    timed evaluation, so that a run cut off by a time limit (a device call) keeps its curve."""
     n = settings["num_envs"]
     epoch_env_steps = max(1, epoch_env_steps // n) * n
     warm: list[dict] = []
@@ -323,6 +327,11 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     warm_s = time.perf_counter() - t0
     log(f"SAC: warm-up run took {warm_s:.1f} s")
     out, epoch_times, eval_s = {}, [], []
+
+    def result(seeds: dict) -> dict:
+        return {"compile_s": max(0.0, warm_s - 2 * float(np.median(epoch_times))),
+                "warmup_s": warm_s, "epoch_env_steps": epoch_env_steps, "seeds": seeds,
+                "eval_s": list(eval_s), "wall_s": time.perf_counter() - t0}
     for seed in seeds:
         pts: list[dict] = []
         last = [0.0, 0.0]   # training clock and evaluation wall-clock at the previous epoch
@@ -340,6 +349,8 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             last[0] = clock
             log(f"  SAC seed {seed} {clock:7.1f} s  {int(step):>9,d} env steps  eval "
                 f"{pts[-1]['return']:9.1f}")
+            if on_point is not None:
+                on_point({**result({**out, str(seed): list(pts)}), "partial": True})
             if sac_budget_reached(clock, epoch_times, budget_s):
                 raise _BudgetReached
 
@@ -350,12 +361,10 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
         except _BudgetReached:
             pass
         out[str(seed)] = pts
-    compile_s = max(0.0, warm_s - 2 * float(np.median(epoch_times)))
-    wall_s = time.perf_counter() - t0
-    log(f"SAC: compile (warm-up run less its two epochs) {compile_s:.1f} s")
-    log(_wall_clock_line("SAC", wall_s, eval_s))
-    return {"compile_s": compile_s, "warmup_s": warm_s, "epoch_env_steps": epoch_env_steps,
-            "seeds": out, "eval_s": eval_s, "wall_s": wall_s}
+    final = result(out)
+    log(f"SAC: compile (warm-up run less its two epochs) {final['compile_s']:.1f} s")
+    log(_wall_clock_line("SAC", final["wall_s"], eval_s))
+    return final
 
 
 # A learner's wall-clock figures describe the process that trained it: a race that reuses or
@@ -430,6 +439,9 @@ def merge_races(races: Sequence[dict]) -> dict:
             part = {k: v for k, v in first[name].items()
                     if k not in ("seeds", *_SUMMARIES, *_RUN_TIMES)}
             part["compile_s"] = float(np.mean([r[name]["compile_s"] for r in races]))
+            part.pop("partial", None)
+            if any(r[name].get("partial") for r in races):   # one cut-off part cuts the whole
+                part["partial"] = True
             if name == "qvpo" and ks:
                 part["eval_samples"] = ks.pop()
             part["seeds"] = {s: pts for r in races for s, pts in r[name]["seeds"].items()}
@@ -449,6 +461,8 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
     file = old["path"]
     if "sac" not in old:
         raise ConfigError(f"--sac-from: {file} has no SAC curves (a --no-sac race)")
+    if old["sac"].get("partial"):
+        raise ConfigError(f"--sac-from: {file} has SAC curves cut off before its budget")
     for key, ours in (("task", cfg.task), ("device", device),
                       ("num_eval_envs", cfg.num_eval_envs),
                       ("episode_length", cfg.episode_length)):
@@ -652,6 +666,9 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
                f"SAC's curves were not (all) trained by this race: reused from "
                f"`{race['sac_from']['path']}` "
                f"(`{race['sac_from']['command']}`), cut at this budget.\n\n")
+            + ("" if not race.get("sac", {}).get("partial") else
+               "**SAC's run was cut off before the budget** (the process ended): its row and "
+               "curve stop at its last evaluation before the cut.\n\n")
             + ("" if "qvpo_from" not in race else
                f"QVPO's curves were not (all) trained by this race: reused from "
                f"`{race['qvpo_from']['path']}` (`{race['qvpo_from']['command']}`).\n\n")
@@ -715,6 +732,10 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--points", type=int, default=15,
                    help="QVPO evaluations after the initial one: at the first chunk end past "
                         "every budget/points seconds of training (SAC: after every epoch)")
+    p.add_argument("--sac-epoch-env-steps", type=int, default=None, metavar="N",
+                   help="env steps of SAC's epoch, after each of which it is evaluated "
+                        "(rounded down to a multiple of its num_envs; default: QVPO's chunk). "
+                        "Larger epochs mean fewer evaluations, where they are slow (a GPU)")
     p.add_argument("--vmap-seeds", action="store_true",
                    help="train QVPO's seeds as one vmapped batch sharing the budget")
     p.add_argument("--no-sac", action="store_true", help="QVPO only (no baseline)")
@@ -775,6 +796,13 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     if ns.sac_from is not None and (ns.no_sac or sac_over):
         raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
                           "cannot be combined with --no-sac or --sac.FIELD=VALUE")
+    if ns.sac_epoch_env_steps is not None:
+        if ns.no_sac or ns.sac_from is not None:
+            raise ConfigError("--sac-epoch-env-steps sizes the SAC run of this race: it cannot "
+                              "be combined with --no-sac or --sac-from")
+        if ns.sac_epoch_env_steps < 1:
+            raise ConfigError(f"--sac-epoch-env-steps must be >= 1, got "
+                              f"{ns.sac_epoch_env_steps}")
     if ns.eval_samples is not None and ns.eval_samples < 1:
         raise ConfigError(f"--eval-samples must be >= 1, got {ns.eval_samples}")
     if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds
@@ -864,10 +892,14 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
         log(f"SAC settings: {settings}")
 
     def save():
-        with open(os.path.join(out, "race.json"), "w") as f:
+        # Written aside and renamed, so that a kill during the write leaves the last save whole.
+        path = os.path.join(out, "race.json")
+        with open(path + ".tmp", "w") as f:
             json.dump(race, f, indent=1)
+        os.replace(path + ".tmp", path)
 
-    # Curves are saved after each learner, so a failed run keeps them (--report redraws).
+    # Curves are saved after each learner, SAC's also after each of its evaluations, so a failed
+    # or cut-off run keeps them (--report redraws).
     if reused_qvpo is not None:
         race["qvpo"], race["qvpo_from"] = reused_qvpo["qvpo"], reused_qvpo["source"]
         log(f"QVPO: curves reused from {reused_qvpo['source']['path']} "
@@ -883,9 +915,13 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
             f"({reused['source']['command']})")
         save()
     elif settings is not None:
+        def save_partial(sac: dict) -> None:
+            race["sac"] = sac
+            save()
+
         race["sac"] = run_sac(cfg.task, settings, seeds, ns.budget_s,
-                              derive(cfg).env_steps_per_chunk, cfg.episode_length,
-                              cfg.num_eval_envs, log)
+                              ns.sac_epoch_env_steps or derive(cfg).env_steps_per_chunk,
+                              cfg.episode_length, cfg.num_eval_envs, log, on_point=save_partial)
         save()
     log(write_report(race, out, ns.target))
     log(f"wrote {out}/race.json, race.md and race.png")

@@ -15,6 +15,7 @@
 #     each fused stage with its chunk's compile time (later stages are skipped when the budget
 #     runs out).
 # scan_unroll=1 throughout (the GPU compile is the cost that matters there).
+# SKIP="NAME ..." leaves out the named stages (e.g. those an earlier call measured).
 # TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
 # brings back at most 8 files from $OUT, and a call cut off at its limit still returns the last pack.
 # FULL=1 instead runs the earlier full bench (parts, precisions, Brax SAC) and the num_envs sweep.
@@ -37,8 +38,13 @@ start=$SECONDS
 # stage NAME MIN_SECONDS_LEFT CAP_S CMD...: run CMD for at most CAP_S seconds (and never past the
 # budget less 15 s), log to OUT/NAME.log; skipped when fewer than MIN_SECONDS_LEFT seconds remain.
 # The cap keeps one slow stage (a long Triton compile) from eating the later ones.
+# SKIP="NAME ..." skips the named stages (already measured by an earlier call of the session).
 stage() {
   local name=$1 need=$2 cap=$3; shift 3
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then
+    echo "gpu_bench: skip $name (SKIP)" | tee -a "$OUT/stages.txt"
+    return
+  fi
   local left=$((BUDGET - (SECONDS - start)))
   if [ "$left" -lt "$need" ]; then
     echo "gpu_bench: skip $name ($left s left, needs $need)" | tee -a "$OUT/stages.txt"

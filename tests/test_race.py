@@ -366,6 +366,72 @@ def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, ex
     assert not (tmp_path / "r").exists()
 
 
+
+def _fake_sac_train(calls, cut_after=None):
+    """A stand-in for ``race._sac_train``: each epoch takes 10 s of training clock and 1 s of
+    evaluation; with ``cut_after``, the timed run is killed after that many epochs."""
+    def fake(task, settings, *, seed, num_epochs, epoch_env_steps, episode_length,
+             num_eval_envs, progress_fn):
+        calls.append(epoch_env_steps)
+        for e in range(min(num_epochs, 1000) + 1):
+            if cut_after is not None and len(calls) > 1 and e > cut_after:
+                raise KeyboardInterrupt   # the device call's time limit, say
+            progress_fn(e * epoch_env_steps, {"training/walltime": 10.0 * e,
+                                              "eval/episode_reward": float(e),
+                                              "eval/walltime": 1.0 * e})
+    return fake
+
+
+def test_sac_reports_each_evaluation_so_far_and_takes_its_epoch_size(monkeypatch):
+    """run_sac rounds the epoch to its num_envs, passes the same epoch to the warm-up and the
+    timed run, and hands the result so far (marked partial) to on_point after each timed
+    evaluation; its final result is not marked."""
+    calls, seen = [], []
+    monkeypatch.setattr(race, "_sac_train", _fake_sac_train(calls))
+    got = race.run_sac("hopper", {"num_envs": 128}, [3], 35.0, 1000, 1000, 8, log=lambda m: None,
+                       on_point=seen.append)
+    assert calls == [896, 896]   # warm-up and timed run, 1000 rounded down to 7 x 128
+    assert [p["train_s"] for p in got["seeds"]["3"]] == [0.0, 10.0, 20.0, 30.0]  # 30 + 5 >= 35
+    assert "partial" not in got and got["epoch_env_steps"] == 896 and len(got["eval_s"]) == 4
+    assert [len(r["seeds"]["3"]) for r in seen] == [2, 3, 4] and all(r["partial"] for r in seen)
+    assert seen[0]["compile_s"] == got["compile_s"] and seen[-1]["seeds"] == got["seeds"]
+
+
+def test_a_cut_off_sac_run_keeps_its_curve_so_far(monkeypatch, tmp_path):
+    """A race whose SAC run is killed after two timed epochs has them in race.json (marked
+    partial); --report draws them and says the run was cut; --sac-from refuses them. The
+    epoch size comes from --sac-epoch-env-steps."""
+    calls = []
+    monkeypatch.setattr(race, "_sac_train", _fake_sac_train(calls, cut_after=2))
+    monkeypatch.setattr(race, "run_qvpo", lambda *a, **k: {
+        "compile_s": 1.0, "seeds": {"0": [{"train_s": 0.0, "env_steps": 0, "return": 1.0}]}})
+    out = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "100",
+                   "--sac-epoch-env-steps", "2000", "--out", str(out)], log=lambda m: None)
+    r = json.loads((out / "race.json").read_text())
+    assert calls == [1984, 1984]   # 31 x its 64 envs and r["sac"]["partial"]
+    assert [p["env_steps"] for p in r["sac"]["seeds"]["0"]] == [0, 1984, 3968]
+    assert race.main(["--report", "--out", str(out)], log=lambda m: None) == 0
+    assert "SAC's run was cut off before the budget" in (out / "race.md").read_text()
+    from mjx_qvpo.config import resolve
+    from mjx_qvpo.train import load_run_config
+    cfg = resolve(load_run_config("configs/inverted_pendulum.py", {}))
+    with pytest.raises(race.ConfigError, match="cut off before its budget"):
+        race.reuse_sac(str(out), cfg, [0], 20.0, r["device"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sac-epoch-env-steps", "0"], "--sac-epoch-env-steps must be >= 1, got 0"),
+    (["--sac-epoch-env-steps", "512", "--no-sac"], "cannot be combined with --no-sac"),
+])
+def test_sac_epoch_bad_input_is_one_line(capsys, tmp_path, extra, message):
+    assert race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "5", *extra,
+                      "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
 @pytest.mark.slow
 def test_a_short_race_writes_both_curves(tmp_path):
     """Both learners train on inverted_pendulum for a few seconds each and are evaluated on the

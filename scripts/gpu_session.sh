@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One device call that races first and benchmarks with the time left (session 17's plan):
+#   bash scripts/gpu_session.sh OUT_DIR [BUDGET_S]
+# 1. Brax SAC's half of the halfcheetah race on an H200 (QVPO's half, 150 s of training, is
+#    session 12's results/race/halfcheetah_h200_150s/, reused with --qvpo-from: same device kind,
+#    config and budget). SAC is evaluated after every 116,736 env steps (6 of QVPO's chunks)
+#    instead of after every chunk: evaluating 16 MJX episodes of 1,000 steps after every 19,456
+#    env steps would spend more wall-clock evaluating than training (session 12's SAC never got
+#    past its warm-up in the call). Its curve is saved after each evaluation, so a cut-off call
+#    keeps it. The race stops at most BUDGET_S - 60 s into the call.
+# 2. scripts/gpu_bench.sh (issue 11's stages, in its order) with whatever is left of BUDGET_S,
+#    packed into OUT_DIR/bench.tgz after every stage.
+# BUDGET_S (default 570) must stay inside the device tool's 600 s per command.
+set -u
+OUT=${1:?usage: gpu_session.sh OUT_DIR [BUDGET_S]}
+BUDGET=${2:-570}
+start=$SECONDS
+export PYTHONUNBUFFERED=1
+if [ -z "${SKIP_WHEELS:-}" ] && [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD SKIP_WHEELS=1   # installed once for both scripts
+fi
+mkdir -p "$OUT"
+RACE_TIMEOUT=$((BUDGET - 60 - (SECONDS - start))) bash scripts/gpu_race.sh "$OUT/race" \
+  configs/halfcheetah.py 150 --points 3 --config.scan_unroll=1 \
+  --qvpo-from results/race/halfcheetah_h200_150s --sac-epoch-env-steps 116736
+left=$((BUDGET - (SECONDS - start)))
+echo "gpu_session: race done at $((SECONDS - start)) s; $left s left for the bench"
+if [ "$left" -ge 90 ]; then
+  TAR=$OUT/bench.tgz bash scripts/gpu_bench.sh "$OUT/bench" configs/humanoid.py "$left"
+fi
+echo "gpu_session: done after $((SECONDS - start)) s"
