@@ -367,32 +367,45 @@ def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, ex
 
 
 
-def _fake_sac_train(calls, cut_after=None):
-    """A stand-in for ``race._sac_train``: each epoch takes 10 s of training clock and 1 s of
-    evaluation; with ``cut_after``, the timed run is killed after that many epochs."""
+def _fake_sac_train(calls, cut_after=None, clock=None):
+    """A stand-in for ``race._sac_train``: each epoch takes 10 s of training clock, each
+    evaluation 5 s; the first run (the warm-up) also compiles for 40 s (its first epoch) and 25 s
+    (its first evaluation). With ``clock`` (a one-item list) these seconds advance it; with
+    ``cut_after``, the timed run is killed after that many epochs."""
     def fake(task, settings, *, seed, num_epochs, epoch_env_steps, episode_length,
              num_eval_envs, progress_fn):
         calls.append(epoch_env_steps)
+        warm_up, evals = len(calls) == 1, 0.0
         for e in range(min(num_epochs, 1000) + 1):
-            if cut_after is not None and len(calls) > 1 and e > cut_after:
+            if cut_after is not None and not warm_up and e > cut_after:
                 raise KeyboardInterrupt   # the device call's time limit, say
+            spent = (10.0 if e else 0.0) + (40.0 if warm_up and e == 1 else 0.0)
+            this_eval = 5.0 + (25.0 if warm_up and e == 0 else 0.0)
+            evals += this_eval
+            if clock is not None:
+                clock[0] += spent + this_eval
             progress_fn(e * epoch_env_steps, {"training/walltime": 10.0 * e,
                                               "eval/episode_reward": float(e),
-                                              "eval/walltime": 1.0 * e})
+                                              "eval/walltime": evals})
     return fake
 
 
 def test_sac_reports_each_evaluation_so_far_and_takes_its_epoch_size(monkeypatch):
     """run_sac rounds the epoch to its num_envs, passes the same epoch to the warm-up and the
     timed run, and hands the result so far (marked partial) to on_point after each timed
-    evaluation; its final result is not marked."""
-    calls, seen = [], []
-    monkeypatch.setattr(race, "_sac_train", _fake_sac_train(calls))
+    evaluation; its final result is not marked. Its compile time is the warm-up's time less its
+    epochs and its evaluations' running time."""
+    calls, seen, clock = [], [], [0.0]
+    monkeypatch.setattr(race, "_sac_train", _fake_sac_train(calls, clock=clock))
+    monkeypatch.setattr(race.time, "perf_counter", lambda: clock[0])
     got = race.run_sac("hopper", {"num_envs": 128}, [3], 35.0, 1000, 1000, 8, log=lambda m: None,
                        on_point=seen.append)
     assert calls == [896, 896]   # warm-up and timed run, 1000 rounded down to 7 x 128
     assert [p["train_s"] for p in got["seeds"]["3"]] == [0.0, 10.0, 20.0, 30.0]  # 30 + 5 >= 35
     assert "partial" not in got and got["epoch_env_steps"] == 896 and len(got["eval_s"]) == 4
+    assert got["warmup_s"] == 40.0 + 20.0 + 30.0 + 5.0 + 5.0 and got["warmup_eval_s"] == [
+        30.0, 5.0, 5.0]
+    assert got["compile_s"] == 65.0   # the epoch's 40 s and the evaluator's 25 s
     assert [len(r["seeds"]["3"]) for r in seen] == [2, 3, 4] and all(r["partial"] for r in seen)
     assert seen[0]["compile_s"] == got["compile_s"] and seen[-1]["seeds"] == got["seeds"]
 
