@@ -309,9 +309,11 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     """Brax SAC for ``budget_s`` seconds of training per seed, evaluated after every epoch of
     ``epoch_env_steps`` env steps (Brax's own loop; deterministic actions).
 
-    A warm-up run of two epochs with the same shapes compiles every SAC program into the
-    persistent compilation cache first, so the timed runs load them; SAC's compile time is the
-    warm-up's time less its two epochs of training and its evaluations' running time. The clock
+    A warm-up run of one epoch with the same shapes compiles every SAC program (prefill,
+    training epoch, evaluator) into the persistent compilation cache first, so the timed runs
+    load them; SAC's compile time is the warm-up's time less its epoch of training and its two
+    evaluations' running time. (One epoch, not more: on a GPU each epoch and evaluation of the
+    warm-up costs tens of seconds of a time-limited device call.) The clock
     is Brax's ``training/walltime`` (replay prefill and epochs; evaluation excluded).
 
     ``on_point``, if given, receives the result so far (marked ``"partial": True``) after every
@@ -319,13 +321,13 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     n = settings["num_envs"]
     epoch_env_steps = max(1, epoch_env_steps // n) * n
     warm: list[dict] = []
-    log("SAC: warm-up run (prefill, two epochs, three evaluations), which compiles its programs")
+    log("SAC: warm-up run (prefill, one epoch, two evaluations), which compiles its programs")
     t0 = time.perf_counter()
-    _sac_train(task, settings, seed=seeds[0], num_epochs=2, epoch_env_steps=epoch_env_steps,
+    _sac_train(task, settings, seed=seeds[0], num_epochs=1, epoch_env_steps=epoch_env_steps,
                episode_length=episode_length, num_eval_envs=num_eval_envs,
                progress_fn=lambda step, m: warm.append(m))
     warm_s = time.perf_counter() - t0
-    # Brax's evaluator times itself cumulatively over a run; the first of the warm-up's three
+    # Brax's evaluator times itself cumulatively over a run; the first of the warm-up's two
     # evaluations includes compiling the evaluator. On a GPU the evaluations are no small part
     # of the warm-up (24-37 s each for 16 halfcheetah episodes on an H200, session 17).
     cumulative = [float(m["eval/walltime"]) for m in warm if "eval/walltime" in m]
@@ -335,10 +337,10 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     out, epoch_times, eval_s = {}, [], []
 
     def result(seeds: dict) -> dict:
-        # The warm-up less its two epochs and the running time of its evaluations: the later
-        # ones as timed, the first as long as the timed run's first (the same program, loaded
+        # The warm-up less its epoch and the running time of its evaluations: the second as
+        # timed, the first as long as the timed run's first (the same program, loaded
         # from the cache, on a policy at initialization).
-        compile_s = (warm_s - 2 * float(np.median(epoch_times)) - sum(warm_evals[1:])
+        compile_s = (warm_s - float(np.median(epoch_times)) - sum(warm_evals[1:])
                      - (eval_s[0] if warm_evals and eval_s else 0.0))
         return {"compile_s": max(0.0, compile_s), "warmup_s": warm_s,
                 "warmup_eval_s": warm_evals, "epoch_env_steps": epoch_env_steps, "seeds": seeds,
@@ -373,7 +375,7 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             pass
         out[str(seed)] = pts
     final = result(out)
-    log(f"SAC: compile (warm-up run less its two epochs and its evaluations) "
+    log(f"SAC: compile (warm-up run less its epoch and its evaluations) "
         f"{final['compile_s']:.1f} s")
     log(_wall_clock_line("SAC", final["wall_s"], eval_s))
     return final
@@ -638,7 +640,8 @@ def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
         if "qvpo" in race and (view := diagnostic_curves(race["qvpo"], prefix)) is not None:
             results[key] = view
     k = race.get("qvpo", {}).get("eval_samples")
-    return [(key, results[key], label.format(k=k), color, ls)
+    cut = " (cut off before the budget)" if race.get("sac", {}).get("partial") else ""
+    return [(key, results[key], label.format(k=k) + (cut if key == "sac" else ""), color, ls)
             for key, label, color, ls in _CURVES if key in results]
 
 
