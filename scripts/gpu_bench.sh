@@ -5,7 +5,9 @@
 # One device call (budget ~540 s) of issue 11, each stage saved under OUT_DIR as soon as it ends
 # (its own log, JSON and Markdown), so a timeout loses only the stage that was running:
 #  1. quick sampler check (128 rows, T=4): does Triton compile the Pallas kernel, and does it
-#     give the reference's actions (bfloat16 first, then float32);
+#     give the reference's actions (bfloat16 first, then float32); then the halfcheetah
+#     evaluation's time per env step (scripts/eval_time.py), with and without loops in
+#     command buffers;
 #  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, with
 #     XLA's default command buffers and with loops in them too;
 #  3. profile of the fused training step with bfloat16 matmuls (reference sampler);
@@ -80,6 +82,13 @@ U1=--config.scan_unroll=1
 # the bfloat16 step after the change, the same with XLA's command buffers (CUDA graphs) for
 # loops too, the profile after the change, then the rest.
 stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
+# Issue 11's evaluation target (16 halfcheetah episodes in under 3 s): on an H200 (session 17)
+# Brax SAC's evaluation of 16 halfcheetah episodes took 24-37 s, 24-37 ms per env step, bound by
+# step latency. Time QVPO's evaluation and the physics alone per env step (100-step episodes to
+# keep it short), each also compiled with loops inside command buffers (no host round trip per
+# solver iteration).
+stage eval_halfcheetah 100 150 $PY scripts/eval_time.py configs/halfcheetah.py \
+  "$OUT/eval_halfcheetah.json" --repeats 2 --cmdbuf --config.episode_length=100
 # fused NAME PRECISION SAMPLER [env VAR=VALUE ...]: the fused training step alone, with its
 # compile time (a one-value sweep is the bench's fused-step-only path).
 fused() {

@@ -64,3 +64,37 @@ def test_bad_bench_options_are_one_line_errors(tmp_path, capsys, args, message):
     assert bench.main([*TINY, "--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def _script(name):
+    """A module of scripts/ (not a package), loaded by path."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_eval_time_script_refuses_bad_usage(capsys):
+    eval_time = _script("eval_time")
+    assert eval_time.main(["configs/inverted_pendulum.py"]) == 2   # OUT missing
+    assert "eval_time.py CONFIG OUT.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_time_script_times_both_programs_in_both_variants(tmp_path):
+    """scripts/eval_time.py on a tiny evaluation: QVPO's and the physics-only program, each
+    compiled plainly and with the command-buffer option (ignored on the CPU), timed per call."""
+    out = tmp_path / "eval.json"
+    assert _script("eval_time").main(["configs/inverted_pendulum.py", str(out), "--repeats", "2",
+                                      "--cmdbuf", "--config.episode_length=20",
+                                      "--config.num_eval_envs=2"]) == 0
+    r = json.loads(out.read_text())
+    assert [(x["program"], x["variant"]) for x in r["rows"]] == [
+        ("qvpo", "default"), ("physics", "default"), ("qvpo", "cmdbuf_while"),
+        ("physics", "cmdbuf_while")]
+    assert all(len(x["call_s"]) == 2 and x["ms_per_env_step"] > 0 and x["compile_s"] > 0
+               for x in r["rows"])
+    assert r["episode_length"] == 20 and r["num_eval_envs"] == 2
