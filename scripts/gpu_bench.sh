@@ -4,19 +4,19 @@
 #   bash scripts/gpu_bench.sh OUT_DIR [CONFIG] [TIME_BUDGET_S]
 # One device call (budget ~540 s) of issue 11, each stage saved under OUT_DIR as soon as it ends
 # (its own log, JSON and Markdown), so a timeout loses only the stage that was running:
-#  1. quick sampler check (128 rows, T=4): does Triton compile the Pallas kernel, and does it
-#     give the reference's actions (bfloat16 first, then float32); then the halfcheetah
-#     evaluation's time per env step (scripts/eval_time.py), with and without loops in
-#     command buffers;
-#  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, with
-#     XLA's default command buffers and with loops in them too;
+#  1. one evaluation's time per env step on halfcheetah (scripts/eval_time.py), QVPO's and the
+#     physics alone, with and without loops in command buffers;
+#  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
+#     scan_unroll 1, 4 and 20 (the T = 20 denoising loop unrolled by 1, 4, fully) in one process;
 #  3. profile of the fused training step with bfloat16 matmuls (reference sampler);
-#  4. if the quick check ran the Pallas kernel: its fused step, full-size check and profile;
-#  5. the chunk + evaluation compile time (scripts/compile_time.py --together), the float32
-#     step (both command buffer settings), bfloat16 without GEMM autotuning;
-#     each fused stage with its chunk's compile time (later stages are skipped when the budget
-#     runs out).
-# scan_unroll=1 throughout (the GPU compile is the cost that matters there).
+#  4. the chunk + evaluation compile time (scripts/compile_time.py --together), the float32
+#     step, bfloat16 without GEMM autotuning, float32 with loops in command buffers;
+#  5. quick sampler check (128 rows, T=4): does the Pallas kernel launch (it did not fit in
+#     shared memory on an H200 in sessions 12 and 17), and if so its fused step, full-size
+#     check and profile.
+#     Each fused stage reports its chunk's compile time (later stages are skipped when the
+#     budget runs out).
+# scan_unroll=1 except in stage 2's sweep (the GPU compile is the cost that matters there).
 # SKIP="NAME ..." leaves out the named stages (e.g. those an earlier call measured).
 # TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
 # brings back at most 8 files from $OUT, and a call cut off at its limit still returns the last pack.
@@ -75,13 +75,13 @@ if [ -n "${FULL:-}" ]; then
 fi
 
 U1=--config.scan_unroll=1
-# Order from the H200 call of session 12 (results/bench/h200_profile_bf16/): the bfloat16 update
-# is launch-bound (the GPU busy 45% of the step, 751 kernels per update, 139 of them weight
-# conversions that the sampler now does once before its loop), and the Pallas kernel did not fit
-# in shared memory (its weight reads now stay inside its loop). So: the kernel's cheapest check,
-# the bfloat16 step after the change, the same with XLA's command buffers (CUDA graphs) for
-# loops too, the profile after the change, then the rest.
-stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
+# Order from the H200 call of session 17 (results/bench/h200_session17/): the bfloat16 step ran
+# 487.8 updates/s, loops inside command buffers made it slower (0.87x), and the Pallas kernel
+# still asked for more shared memory than a block has (unchanged since, so its check comes last).
+# So: the evaluation's time per env step (issue 11's 3 s target, never measured), the bfloat16
+# step with its denoising loops unrolled (on a GPU every loop iteration waits for the host to
+# read its condition: 40 per update at T = 20), the profile, the compile target, float32.
+#
 # Issue 11's evaluation target (16 halfcheetah episodes in under 3 s): on an H200 (session 17)
 # Brax SAC's evaluation of 16 halfcheetah episodes took 24-37 s, 24-37 ms per env step, bound by
 # step latency. Time QVPO's evaluation and the physics alone per env step (100-step episodes to
@@ -89,23 +89,36 @@ stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json"
 # solver iteration).
 stage eval_halfcheetah 100 150 $PY scripts/eval_time.py configs/halfcheetah.py \
   "$OUT/eval_halfcheetah.json" --repeats 2 --cmdbuf --config.episode_length=100
-# fused NAME PRECISION SAMPLER [env VAR=VALUE ...]: the fused training step alone, with its
-# compile time (a one-value sweep is the bench's fused-step-only path).
+# fused NAME PRECISION SAMPLER [UNROLLS] [env VAR=VALUE ...]: the fused training step alone, with
+# its compile time, at each scan_unroll of the comma-separated UNROLLS (default 1) in one
+# process (a sweep is the bench's fused-step-only path).
 fused() {
-  local name=$1 prec=$2 sampler=$3; shift 3
-  stage "fused_$name" 100 150 "$@" $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-parts \
-    --sweep scan_unroll=1 --config.sampler=$sampler --config.matmul_precision=$prec \
-    --out "$OUT/fused_$name"
+  local name=$1 prec=$2 sampler=$3 unrolls=1; shift 3
+  if [[ "${1:-}" =~ ^[0-9,]+$ ]]; then unrolls=$1; shift; fi
+  local n=$(( $(tr -cd , <<< "$unrolls" | wc -c) + 1 ))
+  stage "fused_$name" 100 $((90 * n + 60)) "$@" $PY -m mjx_qvpo.bench --config "$CONFIG" \
+    --quick --no-parts --sweep scan_unroll=$unrolls --config.sampler=$sampler \
+    --config.matmul_precision=$prec --out "$OUT/fused_$name"
 }
-fused bfloat16_reference bfloat16 reference
-# XLA runs a while loop inside a CUDA graph only if WHILE (and CONDITIONAL) are among its command
-# buffer types (same program, fewer host launches). Whether this XLA's default list has them was
-# not checked: if it does, the two stages measure the same thing (the bench saves XLA_FLAGS).
-CMDBUF=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL
-fused bfloat16_reference_cmdbuf bfloat16 reference env XLA_FLAGS=$CMDBUF
+# T = 20 denoising steps: unroll 1 (a loop of 20), 4 (a loop of 5), 20 (no loop).
+fused bfloat16_reference_unroll bfloat16 reference 1,4,20
 stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.matmul_precision=bfloat16 --out "$OUT/profile"
-# The Pallas stages only when the quick check ran the kernel (an entry without an error).
+# Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled as
+# train does (compile_cache.compile_all: one after the other on a GPU).
+stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
+  1 --together
+fused float32_reference float32 reference
+# XLA autotunes every GEMM while compiling; without it the compile may be much shorter (issue
+# 11's 30 s target) at some cost in speed.
+fused bfloat16_reference_autotune0 bfloat16 reference env XLA_FLAGS=--xla_gpu_autotune_level=0
+# XLA runs a while loop inside a CUDA graph only if WHILE (and CONDITIONAL) are among its command
+# buffer types (same program, no host round trip per iteration): 0.87x in bfloat16 (session 17).
+CMDBUF=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL
+fused float32_reference_cmdbuf float32 reference env XLA_FLAGS=$CMDBUF
+# The Pallas kernel: the cheapest check, then its stages only when the check ran the kernel (an
+# entry without an error).
+stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
 if $PY -c "import json, sys; e = json.load(open(sys.argv[1]))['entries']
 sys.exit(not any(x['sampler'] == 'pallas' and 'error' not in x for x in e))" \
     "$OUT/sampler_quick.json" 2>/dev/null; then
@@ -116,15 +129,6 @@ sys.exit(not any(x['sampler'] == 'pallas' and 'error' not in x for x in e))" \
 else
   echo "gpu_bench: skip the pallas stages (the quick check ran no pallas variant)" | tee -a "$OUT/stages.txt"
 fi
-# Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled as
-# train does (compile_cache.compile_all: one after the other on a GPU).
-stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
-  1 --together
-fused float32_reference float32 reference
-fused float32_reference_cmdbuf float32 reference env XLA_FLAGS=$CMDBUF
-# XLA autotunes every GEMM while compiling; without it the compile may be much shorter (issue
-# 11's 30 s target) at some cost in speed.
-fused bfloat16_reference_autotune0 bfloat16 reference env XLA_FLAGS=--xla_gpu_autotune_level=0
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
 echo "gpu_bench: done after $((SECONDS - start)) s" | tee -a "$OUT/stages.txt"
 pack
