@@ -366,7 +366,6 @@ def test_qvpo_from_bad_input_is_one_line_before_any_compile(capsys, tmp_path, ex
     assert not (tmp_path / "r").exists()
 
 
-
 def _fake_sac_train(calls, cut_after=None, clock=None):
     """A stand-in for ``race._sac_train``: each epoch takes 10 s of training clock, each
     evaluation 5 s; the first run (the warm-up) also compiles for 40 s (its first epoch) and 25 s
@@ -422,7 +421,7 @@ def test_a_cut_off_sac_run_keeps_its_curve_so_far(monkeypatch, tmp_path):
         race.main(["--config", "configs/inverted_pendulum.py", "--budget-s", "100",
                    "--sac-epoch-env-steps", "2000", "--out", str(out)], log=lambda m: None)
     r = json.loads((out / "race.json").read_text())
-    assert calls == [1984, 1984]   # 31 x its 64 envs and r["sac"]["partial"]
+    assert calls == [1984, 1984] and r["sac"]["partial"]   # 31 x its 64 envs
     assert [p["env_steps"] for p in r["sac"]["seeds"]["0"]] == [0, 1984, 3968]
     assert race.main(["--report", "--out", str(out)], log=lambda m: None) == 0
     md = (out / "race.md").read_text()
@@ -445,6 +444,7 @@ def test_sac_epoch_bad_input_is_one_line(capsys, tmp_path, extra, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
 
 @pytest.mark.slow
 def test_a_short_race_writes_both_curves(tmp_path):
