@@ -54,8 +54,8 @@ and on seeds 6-8 one sample of the policy (race --eval-samples 1) stood and fell
 of 16: the plateau and those falls are the policy's, not the critic's ranking at evaluation.
 Evaluating the target actor (eval_actor = "target") does not steady the swings either.
 The lead (session 17, not adopted yet): omega 0.05 instead of 0.02 (--config.entropy_coef=0.05)
-made seeds 6 and 7 hop (3,430 and 3,386 at 30 minutes, results/race/
-hopper_cpu_entropy005_1800s_seeds67/); seeds 1-5 and 8 have not run 30 minutes with it.
+made seeds 6-8 hop (3,430, 3,386 and 1,571 at 30 minutes, seed 8 falling in its last
+evaluation; results/race/hopper_cpu_entropy005_1800s_seeds678/); seeds 1-5 have not run with it.
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
