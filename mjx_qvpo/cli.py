@@ -98,6 +98,24 @@ def pop_override(arg: str, rest: list[str], prefix: str, usage: str = "") -> tup
     return name, parse_value(value)
 
 
+def split_overrides(argv: Sequence[str], prefixes: Sequence[str]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``--PREFIX.NAME=VALUE`` overrides of each prefix in ``prefixes`` (one dict per
+    prefix, in order; ``pop_override`` parses each) and the arguments left for another parser."""
+    found, rest = [{} for _ in prefixes], []
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        for prefix, target in zip(prefixes, found):
+            if a.startswith(prefix):
+                name, value = pop_override(a, args, prefix)
+                target[name] = value
+                break
+        else:
+            rest.append(a)
+    return found, rest
+
+
 def parse_args(argv: Sequence[str], flag_names: Sequence[str] = ("resume", "overwrite"),
                usage: str = "", aliases: Mapping[str, str] | None = None
                ) -> tuple[str, dict[str, Any], dict[str, bool]]:

@@ -730,7 +730,7 @@ def plot_race(race: dict, path: str) -> None:
 # ------------------------------------------------------------------------------ command line
 def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     """Race flags plus ``--config.FIELD=VALUE`` (QVPO) and ``--sac.FIELD=VALUE`` overrides."""
-    from mjx_qvpo.cli import CONFIG_ALIASES, ArgumentParser, pop_override
+    from mjx_qvpo.cli import CONFIG_ALIASES, ArgumentParser, split_overrides
 
     p = ArgumentParser(prog="python -m mjx_qvpo.race", description=__doc__.split("\n\n")[1],
                        example="python -m mjx_qvpo.race --config configs/inverted_double_pendulum"
@@ -779,17 +779,7 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--merge", nargs="+", default=None, metavar="RACE",
                    help="with --report: first write OUT/race.json from these races (their "
                         "race.json or directories), which differ only in their seeds")
-    config_over, sac_over, rest = {}, {}, []
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        for prefix, target in (("--config.", config_over), ("--sac.", sac_over)):
-            if a.startswith(prefix):
-                name, value = pop_override(a, args, prefix)
-                target[name] = value
-                break
-        else:
-            rest.append(a)
+    (config_over, sac_over), rest = split_overrides(argv, ("--config.", "--sac."))
     ns = p.parse_args(rest)
     if ns.report:
         if ns.out is None:

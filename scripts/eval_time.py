@@ -30,7 +30,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from envs.wrappers import evaluate_returns  # noqa: E402
-from mjx_qvpo.cli import pop_override  # noqa: E402
+from mjx_qvpo.cli import split_overrides  # noqa: E402
 from mjx_qvpo.config import resolve  # noqa: E402
 from mjx_qvpo.train import load_run_config  # noqa: E402
 from mjx_qvpo.training import make_trainer  # noqa: E402
@@ -56,15 +56,7 @@ def time_program(fn, args, keys, compiler_options=None) -> dict:
 
 def main(argv) -> int:
     """Time both programs in each variant and write the JSON (see the module docstring)."""
-    overrides, rest = {}, []
-    args = list(argv)
-    while args:
-        a = args.pop(0)
-        if a.startswith("--config."):
-            name, value = pop_override(a, args, "--config.")
-            overrides[name] = value
-        else:
-            rest.append(a)
+    (overrides,), rest = split_overrides(argv, ("--config.",))
     repeats = 3
     if "--repeats" in rest:
         i = rest.index("--repeats")
