@@ -4,11 +4,11 @@
 #   bash scripts/gpu_bench.sh OUT_DIR [CONFIG] [TIME_BUDGET_S]
 # One device call (budget ~540 s) of issue 11, each stage saved under OUT_DIR as soon as it ends
 # (its own log, JSON and Markdown), so a timeout loses only the stage that was running:
-#  1. one evaluation's time per env step on halfcheetah (scripts/eval_time.py), QVPO's and the
-#     physics alone, with and without loops in command buffers;
-#  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
+#  1. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
 #     scan_unroll 1, 4 and 20 (the T = 20 denoising loop unrolled by 1, 4, fully) in one process;
-#  3. profile of the fused training step with bfloat16 matmuls (reference sampler);
+#  2. profile of the fused training step with bfloat16 matmuls (reference sampler);
+#  3. one evaluation's time per env step on halfcheetah (scripts/eval_time.py), QVPO's and the
+#     physics alone, with and without loops in command buffers;
 #  4. the chunk + evaluation compile time (scripts/compile_time.py --together), the float32
 #     step, bfloat16 without GEMM autotuning, float32 with loops in command buffers;
 #  5. quick sampler check (128 rows, T=4): does the Pallas kernel launch (it did not fit in
@@ -78,17 +78,11 @@ U1=--config.scan_unroll=1
 # Order from the H200 call of session 17 (results/bench/h200_session17/): the bfloat16 step ran
 # 487.8 updates/s, loops inside command buffers made it slower (0.87x), and the Pallas kernel
 # still asked for more shared memory than a block has (unchanged since, so its check comes last).
-# So: the evaluation's time per env step (issue 11's 3 s target, never measured), the bfloat16
-# step with its denoising loops unrolled (on a GPU every loop iteration waits for the host to
-# read its condition: 40 per update at T = 20), the profile, the compile target, float32.
+# So: the bfloat16 step with its denoising loops unrolled (on a GPU every loop iteration waits
+# for the host to read its condition: 40 per update at T = 20), the profile after session 12's
+# change, the evaluation's time per env step (issue 11's 3 s target, never measured), the
+# compile target, float32.
 #
-# Issue 11's evaluation target (16 halfcheetah episodes in under 3 s): on an H200 (session 17)
-# Brax SAC's evaluation of 16 halfcheetah episodes took 24-37 s, 24-37 ms per env step, bound by
-# step latency. Time QVPO's evaluation and the physics alone per env step (100-step episodes to
-# keep it short), each also compiled with loops inside command buffers (no host round trip per
-# solver iteration).
-stage eval_halfcheetah 100 150 $PY scripts/eval_time.py configs/halfcheetah.py \
-  "$OUT/eval_halfcheetah.json" --repeats 2 --cmdbuf --config.episode_length=100
 # fused NAME PRECISION SAMPLER [UNROLLS] [env VAR=VALUE ...]: the fused training step alone, with
 # its compile time, at each scan_unroll of the comma-separated UNROLLS (default 1) in one
 # process (a sweep is the bench's fused-step-only path).
@@ -104,6 +98,13 @@ fused() {
 fused bfloat16_reference_unroll bfloat16 reference 1,4,20
 stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
   --config.matmul_precision=bfloat16 --out "$OUT/profile"
+# Issue 11's evaluation target (16 halfcheetah episodes in under 3 s): on an H200 (session 17)
+# Brax SAC's evaluation of 16 halfcheetah episodes took 24-37 s, 24-37 ms per env step, bound by
+# step latency. Time QVPO's evaluation and the physics alone per env step (100-step episodes to
+# keep it short), each also compiled with loops inside command buffers (no host round trip per
+# solver iteration).
+stage eval_halfcheetah 100 150 $PY scripts/eval_time.py configs/halfcheetah.py \
+  "$OUT/eval_halfcheetah.json" --repeats 2 --cmdbuf --config.episode_length=100
 # Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled as
 # train does (compile_cache.compile_all: one after the other on a GPU).
 stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
