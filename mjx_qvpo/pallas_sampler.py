@@ -33,6 +33,12 @@ from mjx_qvpo.networks import NoiseModel, Params, mish
 DEFAULT_TILE_ROWS = 64
 # Rows of a trunk weight per partial matmul (see _layer_dot); None multiplies by whole weights.
 DEFAULT_K_CHUNK = 64
+# Triton's pipelining depth for loads inside loops. With 2 or more stages Triton prefetches every
+# load of the next loop iteration into a shared-memory buffer of its own, so all of the network's
+# weights are resident at once: on an H200 (sessions 12 and 17) every variant asked for the padded
+# float32 weights (589,824 bytes) plus one tile, more than the 232,448 bytes a block has. One stage
+# issues each chunk's load where it is used, so its buffer can be reused by the next chunk's.
+DEFAULT_NUM_STAGES = 1
 
 
 def _pow2(n: int, lo: int = 16) -> int:
@@ -144,7 +150,8 @@ def _kernel(c_ref, a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, num_steps, mode,
 def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_feat: jax.Array,
                  a_T: jax.Array, noise: jax.Array, *, tile_rows: int = DEFAULT_TILE_ROWS,
                  interpret: bool | None = None, bf16_activations: bool = False,
-                 num_warps: int = 4, k_chunk: int | None = DEFAULT_K_CHUNK) -> jax.Array:
+                 num_warps: int = 4, k_chunk: int | None = DEFAULT_K_CHUNK,
+                 num_stages: int = DEFAULT_NUM_STAGES) -> jax.Array:
     """Ancestral sampling of docs/algorithm.md section 1 for R independent rows with given noise.
 
     ``s_feat`` (R, H0) is each row's state share of the first layer (bias included), ``t_feat``
@@ -153,7 +160,8 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     Returns a_0 clipped to [-1, 1], (R, d). Not differentiable (sampled actions never are in QVPO:
     the policy update stops their gradient), so the inputs are stop-gradiented.
     ``interpret`` defaults to True off the GPU. ``bf16_activations`` (bfloat16 matmul mode only)
-    keeps activations between layers in bfloat16, not only matmul operands.
+    keeps activations between layers in bfloat16, not only matmul operands. ``num_stages`` is
+    Triton's software-pipelining depth (see ``DEFAULT_NUM_STAGES``).
     """
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
@@ -173,10 +181,14 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     z_in = jnp.pad(noise, ((0, 0), (0, rows_p - rows), (0, dp - d)))
     s_in = _pad2(s_feat, rows_p, h0)
     tf_in = _pad2(t_feat[::-1], steps_p, h0)   # loop order: row i is step t = T-1-i
-    wa_in = _pad2(params["first"]["w_a"], dp, h0)
+    # Weights in the dtype _dot rounds them to (bfloat16 in bfloat16 mode: the same bits, half the
+    # bytes to load and to stage in shared memory); biases stay float32.
+    w_dtype = jnp.bfloat16 if model.precision == "bfloat16" else jnp.float32
+    wa_in = _pad2(params["first"]["w_a"], dp, h0).astype(w_dtype)
     layer_in = []
     for layer, fan_in, fan_out in zip(params["trunk"], padded[:-1], padded[1:]):
-        layer_in += [_pad2(layer["w"], fan_in, fan_out), _pad2(layer["b"][None, :], 1, fan_out)]
+        layer_in += [_pad2(layer["w"], fan_in, fan_out).astype(w_dtype),
+                     _pad2(layer["b"][None, :], 1, fan_out)]
 
     full = lambda shape: pl.BlockSpec(shape, lambda i: (0,) * len(shape))  # noqa: E731
     in_specs = [full(c_in.shape), pl.BlockSpec((tile, dp), lambda i: (i, 0)),
@@ -196,9 +208,10 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
         name="qvpo_sampler",   # the kernel's name in profiles (profiling.py classes it by this)
         # Triton, not the Mosaic GPU backend that recent JAX picks by default: this kernel is
         # written for Triton's model (one program per tile, whole blocks as values).
-        compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps),
+        compiler_params=None if interpret else pltriton.CompilerParams(num_warps=num_warps,
+                                                                       num_stages=num_stages),
     )(c_in, a_in, z_in, s_in, tf_in, wa_in, *layer_in)
     return out[:rows, :d]
 
 
-__all__ = ["DEFAULT_TILE_ROWS", "DEFAULT_K_CHUNK", "denoise_rows"]
+__all__ = ["DEFAULT_TILE_ROWS", "DEFAULT_K_CHUNK", "DEFAULT_NUM_STAGES", "denoise_rows"]

@@ -18,6 +18,7 @@
 #     budget runs out).
 # scan_unroll=1 except in stage 2's sweep (the GPU compile is the cost that matters there).
 # SKIP="NAME ..." leaves out the named stages (e.g. those an earlier call measured).
+# SAMPLER_PRECISIONS=bfloat16 limits the sampler checks to that precision (default both).
 # TAR=FILE.tgz packs OUT_DIR (raw traces left out) into FILE after every stage: the device tool
 # brings back at most 8 files from $OUT, and a call cut off at its limit still returns the last pack.
 # FULL=1 instead runs the earlier full bench (parts, precisions, Brax SAC) and the num_envs sweep.
@@ -119,12 +120,14 @@ CMDBUF=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,
 fused float32_reference_cmdbuf float32 reference env XLA_FLAGS=$CMDBUF
 # The Pallas kernel: the cheapest check, then its stages only when the check ran the kernel (an
 # entry without an error).
-stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick
+stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick \
+  ${SAMPLER_PRECISIONS:+--precisions $SAMPLER_PRECISIONS}
 if $PY -c "import json, sys; e = json.load(open(sys.argv[1]))['entries']
 sys.exit(not any(x['sampler'] == 'pallas' and 'error' not in x for x in e))" \
     "$OUT/sampler_quick.json" 2>/dev/null; then
   fused bfloat16_pallas bfloat16 pallas
-  stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick}
+  stage sampler 100 120 $PY scripts/sampler_bench.py "$OUT/sampler.json" ${SAMPLER_QUICK:+--quick} \
+    ${SAMPLER_PRECISIONS:+--precisions $SAMPLER_PRECISIONS}
   stage profile_pallas 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
     --config.sampler=pallas --config.matmul_precision=bfloat16 --out "$OUT/profile"
 else

@@ -64,7 +64,9 @@ def main(argv):
                     ("reference", {"unroll": 4})]
         variants += [("pallas", {"tile_rows": t, "k_chunk": 64}) for t in tiles if t != 64]
         variants += [("pallas", {"tile_rows": tiles[-1], "k_chunk": 64, "num_warps": 8}),
-                     ("pallas", {"tile_rows": tiles[0], "k_chunk": None})]
+                     ("pallas", {"tile_rows": tiles[0], "k_chunk": None}),
+                     # Triton's pipelining on, as before session 18 (every load buffered at once)
+                     ("pallas", {"tile_rows": tiles[0], "k_chunk": 64, "num_stages": 2})]
         for sampler, opts in variants:
             entry = {"precision": precision, "sampler": sampler, **opts}
             if sampler == "reference":
