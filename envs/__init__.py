@@ -23,7 +23,8 @@ CHEAP_TASKS: tuple[str, ...] = ("inverted_pendulum", "inverted_double_pendulum",
 BRAX_TASKS: tuple[str, ...] = PAPER_TASKS + CHEAP_TASKS
 TASKS: tuple[str, ...] = BRAX_TASKS + ("bandit",)
 
-__all__ = ["TASKS", "PAPER_TASKS", "CHEAP_TASKS", "BRAX_TASKS", "make", "EnvState", "StepResult",
+__all__ = ["TASKS", "PAPER_TASKS", "CHEAP_TASKS", "BRAX_TASKS", "make", "set_ls_iterations",
+           "EnvState", "StepResult",
            "VecEnv", "evaluate_returns", "scale_action", "bandit_reward", "ContinuousBandit"]
 
 
@@ -40,17 +41,42 @@ def check_task(task) -> str:
     raise ValueError(f"unknown task {task!r}{hint} known tasks: {', '.join(TASKS)}")
 
 
-def make(task: str, *, episode_length: int = 1000, **task_kwargs) -> VecEnv:
+def set_ls_iterations(brax_env, ls_iterations: int):
+    """Caps MJX's line search of ``brax_env`` (a brax MJX env) at ``ls_iterations`` steps per
+    solver iteration (``opt.ls_iterations``); 0 keeps the task's own (returns ``brax_env``).
+
+    Why: MJX's line search is a scan of exactly ``ls_iterations`` steps whose body is skipped
+    by a ``lax.cond`` once it has converged; under ``vmap`` the cond becomes a select, so every
+    step runs, and on a GPU each is a loop iteration of its own. halfcheetah, hopper, walker2d
+    and the cheap tasks keep MuJoCo's 50 (humanoid and ant: Brax sets 4). On this project's CPU
+    a cap of 8 left 16-env trajectories of hopper and halfcheetah bit for bit the same and made
+    hopper's physics 1.8x faster (results/bench/ls_iterations/). Where the cap binds, the step
+    is a less converged solve (MuJoCo's option, not an approximation of ours).
+    """
+    if ls_iterations:
+        brax_env.sys = brax_env.sys.tree_replace({"opt.ls_iterations": int(ls_iterations)})
+    return brax_env
+
+
+def make(task: str, *, episode_length: int = 1000, ls_iterations: int = 0,
+         **task_kwargs) -> VecEnv:
     """Builds the vectorized environment for ``task`` (one of ``TASKS``).
 
     ``episode_length``: time limit (steps) after which a non-terminated episode is truncated.
+    ``ls_iterations``: MJX's line-search cap (see :func:`set_ls_iterations`); 0 keeps the
+    task's own; the bandit, which has no physics, takes only 0.
     ``task_kwargs`` go to the brax env constructor (``backend`` defaults to ``'mjx'``) or to
     :class:`envs.bandit.ContinuousBandit` (``centers``, ``heights``, ``widths``).
     Building is cheap: nothing is traced or compiled until ``reset``/``step``/``observation_size``.
     """
     check_task(task)  # before any brax import work
     episode_length = _check_episode_length(episode_length)
+    if isinstance(ls_iterations, bool) or not isinstance(ls_iterations, int) or ls_iterations < 0:
+        raise ValueError(f"ls_iterations must be an integer >= 0, got {ls_iterations!r}")
     if task == "bandit":
+        if ls_iterations:
+            raise ValueError(f"task 'bandit' has no physics: ls_iterations must be 0, "
+                             f"got {ls_iterations}")
         from envs.bandit import ContinuousBandit
         return VecEnv(task, ContinuousBandit(**task_kwargs), episode_length)
 
@@ -58,7 +84,7 @@ def make(task: str, *, episode_length: int = 1000, **task_kwargs) -> VecEnv:
     import_mjx_quietly()  # before brax imports mujoco.mjx (drops its "Failed to import warp")
     from brax import envs as brax_envs
     task_kwargs.setdefault("backend", "mjx")
-    env = brax_envs.get_environment(task, **task_kwargs)
+    env = set_ls_iterations(brax_envs.get_environment(task, **task_kwargs), ls_iterations)
     sys = env.sys
     ctrl_range = sys.actuator_ctrlrange  # numpy (nu, 2) on the mjx Model (== sys.actuator.ctrl_range)
     limited = getattr(sys, "actuator_ctrllimited", None)

@@ -265,7 +265,9 @@ def brax_sac_baseline(cfg, epochs: int = 2) -> dict:
     from brax.training.agents.sac import train as sac
 
     _shim_newer_jax()
-    env = brax_envs.get_environment(cfg.task, backend="mjx")
+    import envs
+    env = envs.set_ls_iterations(brax_envs.get_environment(cfg.task, backend="mjx"),
+                                 cfg.ls_iterations)
     n, steps = cfg.num_envs, derive(cfg).steps_per_chunk
     rows = []
     t0 = time.perf_counter()

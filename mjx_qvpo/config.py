@@ -48,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.updates_per_step = 128
     c.total_env_steps = 1_000_000
     c.episode_length = 1000
+    c.ls_iterations = 0              # MJX line-search cap (envs.set_ls_iterations); 0: task's own
     c.warmup_env_steps = 10_000
     c.buffer_size = 1_000_000
     # Learner: the paper's hyperparameters (docs/algorithm.md section 6).
@@ -221,6 +222,11 @@ SCHEMA: dict[str, Field] = {
     "total_env_steps": _int(1, "training budget in env steps; the run stops there, rounded up to "
                                "a whole training step of N"),
     "episode_length": _int(1, "time limit; hitting it truncates the episode (and bootstraps)"),
+    "ls_iterations": _int(0, "cap on MJX's line-search steps per solver iteration "
+                             "(opt.ls_iterations), for QVPO's and the race's SAC env alike; 0 "
+                             "keeps the task's own (50 for halfcheetah, hopper, walker2d, 4 for "
+                             "humanoid, ant); under vmap every step runs, so a cap cuts physics "
+                             "time (envs.set_ls_iterations)"),
     "warmup_env_steps": _int(0, "uniform random actions and no updates before this many env "
                                 "steps"),
     "buffer_size": _int(1, "replay capacity in transitions (rounded down to whole steps of N)"),
@@ -346,6 +352,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if not len(b.centers) == len(b.heights) == len(b.widths):
         raise ConfigError("config fields 'bandit.centers', 'bandit.heights' and 'bandit.widths' "
                           "must have the same length")
+    if cfg.ls_iterations and cfg.task == "bandit":
+        raise ConfigError(f"config field 'ls_iterations': task 'bandit' has no physics; it must "
+                          f"be 0, got {cfg.ls_iterations}")
     if cfg.render_every_eval and cfg.task == "bandit":
         raise ConfigError("config field 'render_every_eval': task 'bandit' has no physics to render")
     if cfg.activation_dtype == "bfloat16" and (cfg.sampler != "pallas"

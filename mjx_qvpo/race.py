@@ -274,9 +274,12 @@ class _BudgetReached(Exception):
 
 
 def _sac_train(task: str, settings: dict, *, seed: int, num_epochs: int, epoch_env_steps: int,
-               episode_length: int, num_eval_envs: int, progress_fn) -> None:
+               episode_length: int, num_eval_envs: int, progress_fn,
+               ls_iterations: int = 0) -> None:
     """``brax.training.agents.sac.train`` with ``settings``, ``num_epochs`` epochs of
-    ``epoch_env_steps`` env steps after the prefill, evaluating after each epoch."""
+    ``epoch_env_steps`` env steps after the prefill, evaluating after each epoch, on the task
+    with QVPO's physics options (``ls_iterations``, see ``envs.set_ls_iterations``)."""
+    import envs
     from brax import envs as brax_envs
     from brax.training.agents.sac import networks as sac_networks
     from brax.training.agents.sac import train as sac
@@ -286,7 +289,7 @@ def _sac_train(task: str, settings: dict, *, seed: int, num_epochs: int, epoch_e
     s = dict(settings)
     hidden = tuple(s.pop("hidden_layer_sizes"))
     prefill = -(-s["min_replay_size"] // s["num_envs"]) * s["num_envs"]
-    env = brax_envs.get_environment(task, backend="mjx")
+    env = envs.set_ls_iterations(brax_envs.get_environment(task, backend="mjx"), ls_iterations)
     sac.train(environment=env, num_timesteps=prefill + num_epochs * epoch_env_steps,
               num_evals=num_epochs + 1, episode_length=episode_length,
               num_eval_envs=num_eval_envs, deterministic_eval=True, seed=seed,
@@ -305,7 +308,7 @@ def sac_budget_reached(clock: float, epoch_times: Sequence[float], budget_s: flo
 def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
             epoch_env_steps: int, episode_length: int, num_eval_envs: int,
             log: Callable[[str], None] = print,
-            on_point: Callable[[dict], None] | None = None) -> dict:
+            on_point: Callable[[dict], None] | None = None, ls_iterations: int = 0) -> dict:
     """Brax SAC for ``budget_s`` seconds of training per seed, evaluated after every epoch of
     ``epoch_env_steps`` env steps (Brax's own loop; deterministic actions).
 
@@ -317,7 +320,8 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     is Brax's ``training/walltime`` (replay prefill and epochs; evaluation excluded).
 
     ``on_point``, if given, receives the result so far (marked ``"partial": True``) after every
-    timed evaluation, so that a run cut off by a time limit (a device call) keeps its curve."""
+    timed evaluation, so that a run cut off by a time limit (a device call) keeps its curve.
+    ``ls_iterations`` is QVPO's config field of that name: both learners step the same physics."""
     n = settings["num_envs"]
     epoch_env_steps = max(1, epoch_env_steps // n) * n
     warm: list[dict] = []
@@ -325,7 +329,7 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
     t0 = time.perf_counter()
     _sac_train(task, settings, seed=seeds[0], num_epochs=1, epoch_env_steps=epoch_env_steps,
                episode_length=episode_length, num_eval_envs=num_eval_envs,
-               progress_fn=lambda step, m: warm.append(m))
+               progress_fn=lambda step, m: warm.append(m), ls_iterations=ls_iterations)
     warm_s = time.perf_counter() - t0
     # Brax's evaluator times itself cumulatively over a run; the first of the warm-up's two
     # evaluations includes compiling the evaluator. On a GPU the evaluations are no small part
@@ -370,7 +374,8 @@ def run_sac(task: str, settings: dict, seeds: Sequence[int], budget_s: float,
         try:
             _sac_train(task, settings, seed=seed, num_epochs=1_000_000,
                        epoch_env_steps=epoch_env_steps, episode_length=episode_length,
-                       num_eval_envs=num_eval_envs, progress_fn=progress)
+                       num_eval_envs=num_eval_envs, progress_fn=progress,
+                       ls_iterations=ls_iterations)
         except _BudgetReached:
             pass
         out[str(seed)] = pts
@@ -466,10 +471,11 @@ def merge_races(races: Sequence[dict]) -> dict:
 def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str) -> dict:
     """SAC's curves for ``seeds`` from an earlier race (``path``: its race.json or directory),
     cut at ``budget_s`` by ``run_sac``'s stopping test (``sac_budget_reached``, with that seed's
-    epoch times so far). SAC does not depend on QVPO's config, so a
+    epoch times so far). SAC does not depend on QVPO's learner settings, so a
     baseline need not be retrained for every QVPO variant; the earlier race must be on the same
-    task, device kind and evaluation protocol, and have run every one of ``seeds`` for at least
-    ``budget_s``. Raises ConfigError naming what differs.
+    task, physics (``ls_iterations``; races saved before the field had 0), device kind and
+    evaluation protocol, and have run every one of ``seeds`` for at least ``budget_s``. Raises
+    ConfigError naming what differs.
     Returns ``{"sac", "settings", "source"}``."""
     old = _load_race(path, "--sac-from")
     file = old["path"]
@@ -483,6 +489,10 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
         if old.get(key) != ours:
             raise ConfigError(f"--sac-from: {file} has {key} {old.get(key)!r}, this race "
                               f"{ours!r}")
+    old_ls = (old.get("qvpo_config") or {}).get("ls_iterations", 0)
+    if old_ls != cfg.ls_iterations:
+        raise ConfigError(f"--sac-from: {file} has ls_iterations {old_ls} (its physics), this "
+                          f"race {cfg.ls_iterations}")
     missing = [s for s in seeds if str(s) not in old["sac"]["seeds"]]
     if missing:
         raise ConfigError(f"--sac-from: {file} has SAC seeds {sorted(old['sac']['seeds'])}, "
@@ -926,7 +936,8 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
 
         race["sac"] = run_sac(cfg.task, settings, seeds, ns.budget_s,
                               ns.sac_epoch_env_steps or derive(cfg).env_steps_per_chunk,
-                              cfg.episode_length, cfg.num_eval_envs, log, on_point=save_partial)
+                              cfg.episode_length, cfg.num_eval_envs, log, on_point=save_partial,
+                              ls_iterations=cfg.ls_iterations)
         save()
     log(write_report(race, out, ns.target))
     log(f"wrote {out}/race.json, race.md and race.png")

@@ -148,12 +148,14 @@ def make_networks(cfg, obs_size: int, action_size: int) -> acting.QVPONetworks:
 
 
 def make_env(cfg) -> envs.VecEnv:
-    """The task's vectorized environment (the bandit takes its bumps from ``cfg.bandit``)."""
+    """The task's vectorized environment (the bandit takes its bumps from ``cfg.bandit``; MJX
+    tasks their line-search cap from ``cfg.ls_iterations``)."""
     kwargs = {}
     if cfg.task == "bandit":
         kwargs = dict(centers=tuple(map(tuple, cfg.bandit.centers)),
                       heights=tuple(cfg.bandit.heights), widths=tuple(cfg.bandit.widths))
-    return envs.make(cfg.task, episode_length=cfg.episode_length, **kwargs)
+    return envs.make(cfg.task, episode_length=cfg.episode_length,
+                     ls_iterations=cfg.ls_iterations, **kwargs)
 
 
 def make_optimizer(lr: float, cfg) -> optax.GradientTransformation:

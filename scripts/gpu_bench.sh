@@ -4,16 +4,15 @@
 #   bash scripts/gpu_bench.sh OUT_DIR [CONFIG] [TIME_BUDGET_S]
 # One device call (budget ~540 s) of issue 11, each stage saved under OUT_DIR as soon as it ends
 # (its own log, JSON and Markdown), so a timeout loses only the stage that was running:
-#  1. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
-#     scan_unroll 1, 4 and 20 (the T = 20 denoising loop unrolled by 1, 4, fully) in one process;
-#  2. profile of the fused training step with bfloat16 matmuls (reference sampler);
-#  3. one evaluation's time per env step on halfcheetah (scripts/eval_time.py), QVPO's and the
-#     physics alone, with and without loops in command buffers;
-#  4. the chunk + evaluation compile time (scripts/compile_time.py --together), the float32
-#     step, bfloat16 without GEMM autotuning, float32 with loops in command buffers;
-#  5. quick sampler check (128 rows, T=4): does the Pallas kernel launch (it did not fit in
-#     shared memory on an H200 in sessions 12 and 17), and if so its fused step, full-size
-#     check and profile.
+#  1. one evaluation's time per env step on halfcheetah (scripts/eval_time.py), QVPO's and the
+#     physics alone, with the task's own line search and capped at 8 steps (ls_iterations=8);
+#  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
+#     scan_unroll 1 and 4, and in float32;
+#  3. the chunk + evaluation compile time (scripts/compile_time.py --together);
+#  4. the Pallas sampler: quick check (128 rows, T=4), then its fused step and the full-size
+#     sampler check (tiles, warps);
+#  5. the bfloat16 profile, bfloat16 without GEMM autotuning, float32 with loops in command
+#     buffers, the evaluation with loops in command buffers.
 #     Each fused stage reports its chunk's compile time (later stages are skipped when the
 #     budget runs out).
 # scan_unroll=1 except in stage 2's sweep (the GPU compile is the cost that matters there).
@@ -76,14 +75,23 @@ if [ -n "${FULL:-}" ]; then
 fi
 
 U1=--config.scan_unroll=1
-# Order from the H200 call of session 17 (results/bench/h200_session17/): the bfloat16 step ran
-# 487.8 updates/s, loops inside command buffers made it slower (0.87x), and the Pallas kernel
-# still asked for more shared memory than a block has (unchanged since, so its check comes last).
-# So: the bfloat16 step with its denoising loops unrolled (on a GPU every loop iteration waits
-# for the host to read its condition: 40 per update at T = 20), the profile after session 12's
-# change, the evaluation's time per env step (issue 11's 3 s target, never measured), the
-# compile target, float32.
+# Order from the H200 calls of session 18 (results/bench/h200_session18/): unrolling the
+# denoising loop gained 5% at most (scan_unroll 4: 507.5 updates/s in bfloat16), the profile
+# after session 12's change showed 674 launches per update, an evaluation of halfcheetah was
+# physics (14.3 of its 14.4 ms per env step), and the Pallas kernel ran for the first time
+# (0.64x the reference's step). So: the evaluation with MJX's line search capped (the config
+# field ls_iterations, new since; never measured on a GPU), the step in both precisions (the
+# before/after baseline of the session), the compile target, the Pallas kernel, then repeats.
 #
+# eval_stage NAME [--config.FIELD=VALUE ...]: the time of one evaluation of 16 halfcheetah
+# environments per env step, QVPO's program and the physics alone (100-step episodes keep it short).
+eval_stage() {
+  local name=$1; shift
+  stage "$name" 80 120 $PY scripts/eval_time.py configs/halfcheetah.py "$OUT/$name.json" \
+    --repeats 2 --config.episode_length=100 "$@"
+}
+eval_stage eval_halfcheetah
+eval_stage eval_halfcheetah_ls8 --config.ls_iterations=8
 # fused NAME PRECISION SAMPLER [UNROLLS] [env VAR=VALUE ...]: the fused training step alone, with
 # its compile time, at each scan_unroll of the comma-separated UNROLLS (default 1) in one
 # process (a sweep is the bench's fused-step-only path).
@@ -95,31 +103,15 @@ fused() {
     --quick --no-parts --sweep scan_unroll=$unrolls --config.sampler=$sampler \
     --config.matmul_precision=$prec --out "$OUT/fused_$name"
 }
-# T = 20 denoising steps: unroll 1 (a loop of 20), 4 (a loop of 5), 20 (no loop).
-fused bfloat16_reference_unroll bfloat16 reference 1,4,20
-stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
-  --config.matmul_precision=bfloat16 --out "$OUT/profile"
-# Issue 11's evaluation target (16 halfcheetah episodes in under 3 s): on an H200 (session 17)
-# Brax SAC's evaluation of 16 halfcheetah episodes took 24-37 s, 24-37 ms per env step, bound by
-# step latency. Time QVPO's evaluation and the physics alone per env step (100-step episodes to
-# keep it short), each also compiled with loops inside command buffers (no host round trip per
-# solver iteration).
-stage eval_halfcheetah 100 150 $PY scripts/eval_time.py configs/halfcheetah.py \
-  "$OUT/eval_halfcheetah.json" --repeats 2 --cmdbuf --config.episode_length=100
+# T = 20 denoising steps: unroll 1 (a loop of 20), 4 (a loop of 5; 20, no loop, was no faster).
+fused bfloat16_reference_unroll bfloat16 reference 1,4
+fused float32_reference float32 reference
 # Issue 11's compile target: the humanoid chunk plus evaluation, lowered, then XLA-compiled as
 # train does (compile_cache.compile_all: one after the other on a GPU).
 stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
   1 --together
-fused float32_reference float32 reference
-# XLA autotunes every GEMM while compiling; without it the compile may be much shorter (issue
-# 11's 30 s target) at some cost in speed.
-fused bfloat16_reference_autotune0 bfloat16 reference env XLA_FLAGS=--xla_gpu_autotune_level=0
-# XLA runs a while loop inside a CUDA graph only if WHILE (and CONDITIONAL) are among its command
-# buffer types (same program, no host round trip per iteration): 0.87x in bfloat16 (session 17).
-CMDBUF=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL
-fused float32_reference_cmdbuf float32 reference env XLA_FLAGS=$CMDBUF
 # The Pallas kernel: the cheapest check, then its stages only when the check ran the kernel (an
-# entry without an error).
+# entry without an error; since session 18's num_stages=1 it does).
 stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick \
   ${SAMPLER_PRECISIONS:+--precisions $SAMPLER_PRECISIONS}
 if $PY -c "import json, sys; e = json.load(open(sys.argv[1]))['entries']
@@ -133,6 +125,17 @@ sys.exit(not any(x['sampler'] == 'pallas' and 'error' not in x for x in e))" \
 else
   echo "gpu_bench: skip the pallas stages (the quick check ran no pallas variant)" | tee -a "$OUT/stages.txt"
 fi
+stage profile_bf16 120 150 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --profile $U1 \
+  --config.matmul_precision=bfloat16 --out "$OUT/profile"
+# XLA autotunes every GEMM while compiling; without it the compile may be much shorter (issue
+# 11's 30 s target) at some cost in speed.
+fused bfloat16_reference_autotune0 bfloat16 reference env XLA_FLAGS=--xla_gpu_autotune_level=0
+# XLA runs a while loop inside a CUDA graph only if WHILE (and CONDITIONAL) are among its command
+# buffer types (same program, no host round trip per iteration): 0.87x for the bfloat16 step
+# (session 17) and 0.79x for the evaluation (session 18).
+CMDBUF=--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL
+fused float32_reference_cmdbuf float32 reference env XLA_FLAGS=$CMDBUF
+eval_stage eval_halfcheetah_cmdbuf --cmdbuf
 rm -rf "$OUT/profile/profile_trace"   # raw traces are large; the reduced JSON keeps the numbers
 echo "gpu_bench: done after $((SECONDS - start)) s" | tee -a "$OUT/stages.txt"
 pack

@@ -50,6 +50,8 @@ def test_saved_config_round_trips_and_old_files_get_new_defaults():
     ({"network.time_dim": 5}, "'network.time_dim' must be an even integer"),
     ({"normalize_observations": 1}, "'normalize_observations' must be true or false"),
     ({"bandit.widths": (0.1, 0.1)}, "must have the same length"),
+    ({"ls_iterations": -1}, "'ls_iterations' must be an integer >= 0"),
+    ({"task": "bandit", "ls_iterations": 8}, "'ls_iterations': task 'bandit' has no physics"),
 ])
 def test_relations_and_types_are_checked(override, message):
     with pytest.raises(ConfigError) as e:

@@ -92,6 +92,42 @@ def test_make_validates_and_forwards_kwargs():
     assert hash(b) == hash(b) and b != envs.make("bandit")  # hashable by identity
 
 
+def test_ls_iterations_sets_mjx_line_search_cap():
+    """``ls_iterations`` sets MJX's ``opt.ls_iterations`` (0 keeps hopper's own 50); bad values
+    and a cap on the bandit (no physics) are errors naming the field. Building compiles
+    nothing."""
+    with pytest.raises(ValueError, match="ls_iterations must be an integer >= 0"):
+        envs.make("hopper", ls_iterations=-1)
+    with pytest.raises(ValueError, match="'bandit' has no physics"):
+        envs.make("bandit", ls_iterations=8)
+    assert int(envs.make("hopper").env.sys.opt.ls_iterations) == 50
+    assert int(envs.make("hopper", ls_iterations=8).env.sys.opt.ls_iterations) == 8
+
+
+@pytest.mark.slow
+def test_ls_iterations_8_keeps_hopper_the_same():
+    """Capped at 8 line-search steps, 60 steps of 8 hopper envs under uniform random actions
+    (with falls, resets and ground contacts) are bit for bit those of the uncapped physics: the
+    CPU probe behind the option (results/bench/ls_iterations/) in small (about a minute, most
+    of it compiling two rollouts)."""
+    uncapped, capped = envs.make("hopper", episode_length=40), envs.make(
+        "hopper", episode_length=40, ls_iterations=8)
+
+    def rollout(env):
+        def body(state, key):
+            action = jax.random.uniform(key, (8, env.action_size), minval=-1.0, maxval=1.0)
+            state, out = env.step(state, action)
+            return state, (out.next_obs, out.reward, out.done)
+        state = env.reset(jax.random.PRNGKey(0), 8)
+        return jax.lax.scan(body, state, jax.random.split(jax.random.PRNGKey(1), 60))[1]
+    obs, reward, done = jax.jit(lambda: rollout(uncapped))()
+    obs8, reward8, done8 = jax.jit(lambda: rollout(capped))()
+    assert float(done.sum()) > 0    # episodes ended (falls or the time limit) and restarted
+    np.testing.assert_array_equal(obs8, obs)
+    np.testing.assert_array_equal(reward8, reward)
+    np.testing.assert_array_equal(done8, done)
+
+
 # ------------------------------------------------------------------------ reset / step per task
 @pytest.mark.parametrize("task", [_task_param(t) for t in envs.TASKS])
 def test_reset_step_shapes_and_finite(task):

@@ -261,6 +261,14 @@ def test_reused_sac_curves_are_cut_like_a_run_of_this_budget(tmp_path):
             race.reuse_sac(str(d), *args)
     with pytest.raises(ConfigError, match="has task 'walker2d', this race 'hopper'"):
         race.reuse_sac(str(_earlier_sac_race(tmp_path, task="walker2d")), cfg, [1], 300.0, "cpu")
+    # SAC stepped QVPO's physics: a line-search cap on either side is another task
+    capped = resolve(load_run_config("configs/cpu/hopper.py", {"seed": 1, "ls_iterations": 8}))
+    with pytest.raises(ConfigError, match="has ls_iterations 0 .its physics., this race 8"):
+        race.reuse_sac(str(_earlier_sac_race(tmp_path)), capped, [1], 300.0, "cpu")
+    old8 = _earlier_sac_race(tmp_path, qvpo_config={"ls_iterations": 8})
+    assert race.reuse_sac(str(old8), capped, [1], 300.0, "cpu")["sac"]["seeds"]["1"]
+    with pytest.raises(ConfigError, match="has ls_iterations 8 .its physics., this race 0"):
+        race.reuse_sac(str(old8), cfg, [1], 300.0, "cpu")
     with pytest.raises(ConfigError, match="does not exist"):
         race.reuse_sac(str(tmp_path / "nowhere"), cfg, [1], 300.0, "cpu")
 
@@ -372,8 +380,9 @@ def _fake_sac_train(calls, cut_after=None, clock=None):
     (its first evaluation). With ``clock`` (a one-item list) these seconds advance it; with
     ``cut_after``, the timed run is killed after that many epochs."""
     def fake(task, settings, *, seed, num_epochs, epoch_env_steps, episode_length,
-             num_eval_envs, progress_fn):
+             num_eval_envs, progress_fn, ls_iterations=0):
         calls.append(epoch_env_steps)
+        fake.ls_iterations.append(ls_iterations)
         warm_up, evals = len(calls) == 1, 0.0
         for e in range(min(num_epochs, 1000) + 1):
             if cut_after is not None and not warm_up and e > cut_after:
@@ -386,6 +395,7 @@ def _fake_sac_train(calls, cut_after=None, clock=None):
             progress_fn(e * epoch_env_steps, {"training/walltime": 10.0 * e,
                                               "eval/episode_reward": float(e),
                                               "eval/walltime": evals})
+    fake.ls_iterations = []
     return fake
 
 
@@ -406,6 +416,16 @@ def test_sac_reports_each_evaluation_so_far_and_takes_its_epoch_size(monkeypatch
     assert got["compile_s"] == 65.0   # the epoch's 40 s and the evaluator's 25 s
     assert [len(r["seeds"]["3"]) for r in seen] == [2, 3, 4] and all(r["partial"] for r in seen)
     assert seen[0]["compile_s"] == got["compile_s"] and seen[-1]["seeds"] == got["seeds"]
+
+
+def test_sac_steps_the_same_physics_as_qvpo(monkeypatch):
+    """run_sac hands QVPO's line-search cap (config field ls_iterations) to the warm-up and
+    to every timed run, so both learners race on the same physics."""
+    fake = _fake_sac_train([])
+    monkeypatch.setattr(race, "_sac_train", fake)
+    race.run_sac("hopper", {"num_envs": 128}, [3, 4], 25.0, 1000, 1000, 8, log=lambda m: None,
+                 ls_iterations=8)
+    assert fake.ls_iterations == [8, 8, 8]
 
 
 def test_a_cut_off_sac_run_keeps_its_curve_so_far(monkeypatch, tmp_path):
