@@ -24,8 +24,8 @@ BRAX_TASKS: tuple[str, ...] = PAPER_TASKS + CHEAP_TASKS
 TASKS: tuple[str, ...] = BRAX_TASKS + ("bandit",)
 
 __all__ = ["TASKS", "PAPER_TASKS", "CHEAP_TASKS", "BRAX_TASKS", "make", "set_ls_iterations",
-           "EnvState", "StepResult",
-           "VecEnv", "evaluate_returns", "scale_action", "bandit_reward", "ContinuousBandit"]
+           "EnvState", "StepResult", "VecEnv", "evaluate_returns", "scale_action",
+           "bandit_reward", "ContinuousBandit"]
 
 
 def check_task(task) -> str:
@@ -48,10 +48,11 @@ def set_ls_iterations(brax_env, ls_iterations: int):
     Why: MJX's line search is a scan of exactly ``ls_iterations`` steps whose body is skipped
     by a ``lax.cond`` once it has converged; under ``vmap`` the cond becomes a select, so every
     step runs, and on a GPU each is a loop iteration of its own. halfcheetah, hopper, walker2d
-    and the cheap tasks keep MuJoCo's 50 (humanoid and ant: Brax sets 4). On this project's CPU
-    a cap of 8 left 16-env trajectories of hopper and halfcheetah bit for bit the same and made
-    hopper's physics 1.8x faster (results/bench/ls_iterations/). Where the cap binds, the step
-    is a less converged solve (MuJoCo's option, not an approximation of ours).
+    and the cheap tasks keep MuJoCo's 50 (humanoid and ant: Brax sets 4). On this project's CPU a
+    cap of 8 made the physics of hopper, halfcheetah and walker2d 2.1-2.3x faster; 200 steps of
+    16 hopper envs stayed bit for bit the same, and where the cap bound on halfcheetah and
+    walker2d the positions first differed by 4.5e-8 to 6e-8, then grew apart as contact dynamics
+    do (results/bench/ls_iterations/). MuJoCo's own option, so a different task in principle.
     """
     if ls_iterations:
         brax_env.sys = brax_env.sys.tree_replace({"opt.ls_iterations": int(ls_iterations)})

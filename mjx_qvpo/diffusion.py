@@ -153,7 +153,8 @@ def sample_pallas(model: NoiseModel, sched: Schedule, params: Params, obs: jax.A
 
     Draws the reference's noise with ``draw_noise`` (same key, same numbers), so it returns the
     reference's actions up to float32 rounding. Not differentiable. ``kernel_options``
-    (``k_chunk``, ``num_warps``, ``num_stages``, ``interpret``) go to ``pallas_sampler.denoise_rows``.
+    (``k_chunk``, ``num_warps``, ``num_stages``, ``interpret``) go to
+    ``pallas_sampler.denoise_rows``.
     """
     from mjx_qvpo import pallas_sampler  # Pallas is imported only when this sampler is chosen
     batch = obs.shape[:-1]

@@ -70,6 +70,8 @@ def main(argv) -> int:
                    "bitwise_equal": bool((np.asarray(q) == base).all()),
                    "max_qpos_diff": float(diff.max()),
                    "first_step_that_differs": int(np.argmax(diff > 0)) if diff.any() else None,
+                   # how far apart the first differing step is (chaotic dynamics then amplify it)
+                   "qpos_diff_at_first_difference": float(diff[np.argmax(diff > 0)]),
                    "done_flags": int(np.asarray(done).sum())}
             print(json.dumps(row), flush=True)
             report["rows"].append(row)
