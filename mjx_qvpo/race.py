@@ -687,6 +687,8 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
     text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
             f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
             f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
+            + ("" if not race.get("qvpo_config", {}).get("ls_iterations") else
+               _physics_line(race["qvpo_config"]["ls_iterations"]) + "\n\n")
             + ("" if "sac_from" not in race else
                f"SAC's curves were not (all) trained by this race: reused from "
                f"`{race['sac_from']['path']}` "
@@ -885,6 +887,12 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def _physics_line(ls_iterations: int) -> str:
+    """The race's statement of a line-search cap (config field ``ls_iterations``, nonzero)."""
+    return (f"Physics: MJX's line search capped at {ls_iterations} steps per solver iteration "
+            f"(ls_iterations), for both learners.")
+
+
 def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None],
           reused: dict | None = None, reused_qvpo: dict | None = None) -> int:
     """Both learners' runs and the report (``main`` after validation), with SAC's compiled
@@ -905,6 +913,8 @@ def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], No
         f"seeds {seeds}; evaluation: {cfg.num_eval_envs} episodes of {cfg.episode_length} steps")
     if settings is not None:
         log(f"SAC settings: {settings}")
+    if cfg.ls_iterations:
+        log(_physics_line(cfg.ls_iterations))
 
     def save():
         # Written aside and renamed, so that a kill during the write leaves the last save whole.

@@ -220,6 +220,12 @@ def test_time_to_target_and_report_from_a_saved_race(tmp_path, capsys):
     assert "| Brax SAC |" in md and "never" in md
     assert (tmp_path / "race.png").exists()
     assert json.loads((tmp_path / "race.json").read_text())["qvpo"]["summary"]["target"] == 20.0
+    assert "line search" not in md   # the task's own physics: nothing to say
+    r["qvpo_config"] = {"ls_iterations": 8}   # a capped line search is stated in the report
+    (tmp_path / "race.json").write_text(json.dumps(r))
+    assert race.main(["--report", "--out", str(tmp_path), "--target", "20"]) == 0
+    assert ("Physics: MJX's line search capped at 8 steps per solver iteration (ls_iterations), "
+            "for both learners.") in (tmp_path / "race.md").read_text()
 
 
 def _earlier_sac_race(tmp_path, **changes):
