@@ -8,7 +8,8 @@
 #     physics alone, with the task's own line search and capped at 8 steps (ls_iterations=8);
 #  2. fused training step (N=1024, U=128, quick chunk) in bfloat16, reference sampler, at
 #     scan_unroll 1 and 4, and in float32;
-#  3. the chunk + evaluation compile time (scripts/compile_time.py --together);
+#  3. the chunk + evaluation compile time (scripts/compile_time.py --together) and the bench's
+#     parts in bfloat16 (the update's MFU against a bfloat16 matmul measured in the same run);
 #  4. the Pallas sampler: quick check (128 rows, T=4), then its fused step and the full-size
 #     sampler check (tiles, warps);
 #  5. the bfloat16 profile, bfloat16 without GEMM autotuning, float32 with loops in command
@@ -110,6 +111,11 @@ fused float32_reference float32 reference
 # train does (compile_cache.compile_all: one after the other on a GPU).
 stage compile_together 100 150 $PY scripts/compile_time.py "$CONFIG" "$OUT/compile_together.json" \
   1 --together
+# Issue 11's MFU against the measured peak of the precision used: the bench's parts (physics,
+# acting, one update, the learner stage, the fused step) and a 4096 x 4096 bfloat16 matmul, in
+# one process (no Brax SAC baseline).
+stage parts_bf16 120 180 $PY -m mjx_qvpo.bench --config "$CONFIG" --quick --no-baseline \
+  --config.matmul_precision=bfloat16 --config.scan_unroll=4 --out "$OUT/parts_bf16"
 # The Pallas kernel: the cheapest check, then its stages only when the check ran the kernel (an
 # entry without an error; since session 18's num_stages=1 it does).
 stage sampler_quick 60 75 $PY scripts/sampler_bench.py "$OUT/sampler_quick.json" --quick \
