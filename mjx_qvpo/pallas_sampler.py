@@ -112,7 +112,7 @@ def _step_constants(sched) -> np.ndarray:
 
 
 def _kernel(c_ref, a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, num_steps, mode,
-            bf16_activations, k_chunk):
+            bf16_activations, k_chunk, num_hidden=0):
     """One tile of rows through all T denoising steps (docs/algorithm.md section 1).
 
     Refs: the step constants (5, T') in loop order (see _step_constants), a_T (tile, d), noise
@@ -120,9 +120,16 @@ def _kernel(c_ref, a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, num_steps, mode,
     (w, b) of each trunk layer, then the output (tile, d). The step loop is a ``fori_loop``
     (Triton's scf.for), not unrolled: on an H100 the kernel with T Python-unrolled steps was still
     compiling after 100 s, and the loop's body is one step's code whatever T is.
+
+    With ``num_hidden`` > 0 (``stack_hidden`` of ``denoise_rows``) the refs after w_a are the
+    trunk's ``num_hidden`` equal hidden layers stacked (weights (num_hidden x fan, fan), biases
+    one row each), then the output layer's (w, b): the hidden layers run as an inner loop whose
+    weight reads are one load site per chunk, so Triton's pipelining (``num_stages`` >= 2)
+    buffers one layer's chunks, not every layer's.
     """
     *layer_refs, out_ref = refs
     layers = list(zip(layer_refs[0::2], layer_refs[1::2]))
+    stacked = layers.pop(0) if num_hidden else None
     act_dtype = jnp.bfloat16 if bf16_activations else jnp.float32
     s = s_ref[...]
 
@@ -134,6 +141,14 @@ def _kernel(c_ref, a_ref, z_ref, s_ref, tf_ref, wa_ref, *refs, num_steps, mode,
         # Same association as the reference: (a W_a) + (state share + time share).
         h = _layer_dot(a, wa_ref, mode, None, zero) + (s + tf_ref[pl.ds(i, 1), :])
         h = _act(h, act_dtype)
+        if stacked is not None:
+            wh_ref, bh_ref = stacked
+            fan = wh_ref.shape[1]
+
+            def hidden(l, h):
+                h = _layer_dot(h, wh_ref, mode, k_chunk, zero + l * fan) + bh_ref[pl.ds(l, 1), :]
+                return _act(h, act_dtype)
+            h = jax.lax.fori_loop(0, num_hidden, hidden, h)
         for j, (w_ref, b_ref) in enumerate(layers):
             h = _layer_dot(h, w_ref, mode, k_chunk, zero) + b_ref[...]
             if j < len(layers) - 1:
@@ -151,7 +166,7 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
                  a_T: jax.Array, noise: jax.Array, *, tile_rows: int = DEFAULT_TILE_ROWS,
                  interpret: bool | None = None, bf16_activations: bool = False,
                  num_warps: int = 4, k_chunk: int | None = DEFAULT_K_CHUNK,
-                 num_stages: int = DEFAULT_NUM_STAGES) -> jax.Array:
+                 num_stages: int = DEFAULT_NUM_STAGES, stack_hidden: bool = False) -> jax.Array:
     """Ancestral sampling of docs/algorithm.md section 1 for R independent rows with given noise.
 
     ``s_feat`` (R, H0) is each row's state share of the first layer (bias included), ``t_feat``
@@ -161,7 +176,11 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     the policy update stops their gradient), so the inputs are stop-gradiented.
     ``interpret`` defaults to True off the GPU. ``bf16_activations`` (bfloat16 matmul mode only)
     keeps activations between layers in bfloat16, not only matmul operands. ``num_stages`` is
-    Triton's software-pipelining depth (see ``DEFAULT_NUM_STAGES``).
+    Triton's software-pipelining depth (see ``DEFAULT_NUM_STAGES``). ``stack_hidden`` runs the
+    trunk's equal hidden layers (all but the output layer; at least two, all of one padded
+    shape) as an inner loop over one stacked weight, the same arithmetic in the same order, so
+    that pipelining can be turned on within shared memory (an experiment: not measured on a
+    GPU yet).
     """
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
@@ -189,6 +208,19 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
     for layer, fan_in, fan_out in zip(params["trunk"], padded[:-1], padded[1:]):
         layer_in += [_pad2(layer["w"], fan_in, fan_out).astype(w_dtype),
                      _pad2(layer["b"][None, :], 1, fan_out)]
+    num_hidden = 0
+    if stack_hidden:
+        num_hidden = len(params["trunk"]) - 1
+        if num_hidden < 2 or len(set(padded[:-1])) != 1:
+            raise ValueError(f"stack_hidden needs at least two hidden trunk layers of one padded "
+                             f"width, got widths {widths}")
+        fan = padded[0]
+        # Rows padded to a power of two (Triton's block sizes); the padding is never read.
+        wh = jnp.concatenate(layer_in[0:2 * num_hidden:2], axis=0)
+        bh = jnp.concatenate(layer_in[1:2 * num_hidden:2], axis=0)
+        wh = jnp.pad(wh, ((0, _pow2(num_hidden, lo=1) * fan - wh.shape[0]), (0, 0)))
+        bh = jnp.pad(bh, ((0, _pow2(num_hidden, lo=1) - num_hidden), (0, 0)))
+        layer_in = [wh, bh, *layer_in[2 * num_hidden:]]
 
     full = lambda shape: pl.BlockSpec(shape, lambda i: (0,) * len(shape))  # noqa: E731
     in_specs = [full(c_in.shape), pl.BlockSpec((tile, dp), lambda i: (i, 0)),
@@ -197,7 +229,8 @@ def denoise_rows(model: NoiseModel, sched, params: Params, s_feat: jax.Array, t_
                 full(tf_in.shape), full(wa_in.shape)] + [full(x.shape) for x in layer_in]
     kernel = functools.partial(_kernel, num_steps=num_steps, mode=model.precision,
                                k_chunk=None if k_chunk is None else _pow2(k_chunk),
-                               bf16_activations=bf16_activations and model.precision == "bfloat16")
+                               bf16_activations=bf16_activations and model.precision == "bfloat16",
+                               num_hidden=num_hidden)
     out = pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((rows_p, dp), jnp.float32),

@@ -61,7 +61,12 @@ def main(argv):
         ref = None
         # Most informative first (the stage may be cut off): the defaults, then the tuning grid.
         variants = [("reference", {"unroll": 1}), ("pallas", {"tile_rows": 64, "k_chunk": 64}),
-                    ("reference", {"unroll": 4})]
+                    ("reference", {"unroll": 4}),
+                    # the hidden layers as an inner loop, so that pipelining fits (session 18)
+                    ("pallas", {"tile_rows": 64, "k_chunk": 64, "stack_hidden": True,
+                                "num_stages": 2}),
+                    ("pallas", {"tile_rows": tiles[-1], "k_chunk": 64, "num_warps": 8,
+                                "stack_hidden": True, "num_stages": 2})]
         variants += [("pallas", {"tile_rows": t, "k_chunk": 64}) for t in tiles if t != 64]
         variants += [("pallas", {"tile_rows": tiles[-1], "k_chunk": 64, "num_warps": 8}),
                      ("pallas", {"tile_rows": tiles[0], "k_chunk": None}),

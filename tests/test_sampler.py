@@ -92,6 +92,33 @@ def test_pallas_sampler_equals_reference(obs, act, hidden, batch, k, steps, tile
     assert float(jnp.std(got)) > 0.05
 
 
+@pytest.mark.parametrize("precision, hidden", [("float32", (32, 32, 32)),
+                                               ("bfloat16", (24, 32, 32, 32))])
+def test_pallas_stacked_hidden_layers_compute_the_same(precision, hidden):
+    """``stack_hidden`` (the equal hidden layers as an inner loop over one stacked weight, so
+    that Triton can pipeline their loads in bounded shared memory) gives bit for bit the
+    kernel's actions without it (interpret mode), so the reference's to 1e-5; three hidden
+    layers pad their stack to four. A trunk without two equal hidden layers is refused."""
+    from mjx_qvpo import pallas_sampler
+    sched = diffusion.make_schedule(4)
+    model = NoiseModel(5, 3, hidden, 16, 16, precision)
+    params = model.init(jax.random.PRNGKey(0))
+    states = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+    key = jax.random.PRNGKey(2)
+    plain = diffusion.sample_pallas(model, sched, params, states, key, 4, tile_rows=16)
+    stacked = diffusion.sample_pallas(model, sched, params, states, key, 4, tile_rows=16,
+                                      stack_hidden=True)
+    np.testing.assert_array_equal(stacked, plain)
+    if precision == "float32":
+        ref = diffusion.sample_reference(model, sched, params, states, key, 4)
+        np.testing.assert_allclose(stacked, ref, atol=1e-5, rtol=0)
+    one = NoiseModel(5, 3, (32, 64), 16, 16, precision)   # hidden trunk layer 64 -> ... unequal
+    with pytest.raises(ValueError, match="stack_hidden needs at least two hidden trunk layers"):
+        diffusion.sample_pallas(one, sched, one.init(jax.random.PRNGKey(0)), states, key, 4,
+                                stack_hidden=True)
+    assert pallas_sampler.DEFAULT_NUM_STAGES == 1
+
+
 def test_pallas_sampler_under_jit_and_vmap():
     """The bandit experiment vmaps the learner over seeds; the kernel batches like the scan."""
     sched = diffusion.make_schedule(3)
@@ -187,9 +214,10 @@ def test_sampler_config_fields():
                          jax.random.PRNGKey(0), 1, sampler="fast")
 
 
-@pytest.mark.parametrize("precision, bf16_activations", [
-    ("float32", False), ("tensorfloat32", False), ("bfloat16", False), ("bfloat16", True)])
-def test_pallas_kernel_lowers_to_triton(precision, bf16_activations):
+@pytest.mark.parametrize("precision, bf16_activations, stack_hidden", [
+    ("float32", False, False), ("tensorfloat32", False, False), ("bfloat16", False, False),
+    ("bfloat16", True, False), ("bfloat16", False, True)])
+def test_pallas_kernel_lowers_to_triton(precision, bf16_activations, stack_hidden):
     """No GPU here, but JAX lowers for CUDA on any host: the kernel at humanoid size (act 17,
     3 x 256, T = 20, 16,384 rows) passes the Pallas Triton lowering (power-of-two blocks, dot
     shapes, dtypes). Triton's own compilation (shared memory, registers) needs the GPU."""
@@ -201,7 +229,9 @@ def test_pallas_kernel_lowers_to_triton(precision, bf16_activations):
 
     def run(params, s_feat, t_feat, a_T, noise):
         return pallas_sampler.denoise_rows(model, sched, params, s_feat, t_feat, a_T, noise,
-                                           interpret=False, bf16_activations=bf16_activations)
+                                           interpret=False, bf16_activations=bf16_activations,
+                                           stack_hidden=stack_hidden,
+                                           num_stages=2 if stack_hidden else 1)
     args = (params, jax.ShapeDtypeStruct((rows, 256), f32), jax.ShapeDtypeStruct((20, 256), f32),
             jax.ShapeDtypeStruct((rows, 17), f32), jax.ShapeDtypeStruct((20, rows, 17), f32))
     text = jax.jit(run).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
@@ -209,11 +239,12 @@ def test_pallas_kernel_lowers_to_triton(precision, bf16_activations):
     assert len(call) == 1, "one Triton kernel"
     # Pipelining off (pallas_sampler.DEFAULT_NUM_STAGES): with it, Triton buffered every weight
     # load at once and the kernel asked an H200 for more shared memory than a block has.
-    assert "num_stages = 1 : i32" in call[0]
+    assert f"num_stages = {2 if stack_hidden else 1} : i32" in call[0]
     # The trunk's 256 x 256 weights reach the kernel in the dtype its dots use: bfloat16 (half
-    # the bytes to load and stage) in bfloat16 mode, float32 otherwise.
+    # the bytes to load and stage) in bfloat16 mode, float32 otherwise; stacked, as one.
     operand_types = call[0].rsplit(": (", 1)[1].split(") ->")[0]
     wide = "bf16" if precision == "bfloat16" else "f32"
     narrow = "f32" if precision == "bfloat16" else "bf16"
-    assert operand_types.count(f"tensor<256x256x{wide}>") == 2
-    assert f"tensor<256x256x{narrow}>" not in operand_types
+    shape, count = ("512x256", 1) if stack_hidden else ("256x256", 2)
+    assert operand_types.count(f"tensor<{shape}x{wide}>") == count
+    assert f"tensor<{shape}x{narrow}>" not in operand_types
