@@ -589,7 +589,9 @@ def summarize(result: dict, target: float | None = None) -> dict:
     (None where it never got there)."""
     finals = [pts[-1] for pts in result["seeds"].values()]
     r = np.array([p["return"] for p in finals])
-    out = {"final_return_per_seed": r.round(1).tolist(), "final_return_mean": float(r.mean()),
+    # Per seed unrounded: the report rounds each figure once, so one seed's return and the
+    # mean of one seed print alike (406.55 had printed as 407 and, rounded twice, 406).
+    out = {"final_return_per_seed": r.tolist(), "final_return_mean": float(r.mean()),
            "final_return_std": float(r.std()),
            "final_train_s": [round(p["train_s"], 1) for p in finals],
            "final_env_steps": [p["env_steps"] for p in finals]}
