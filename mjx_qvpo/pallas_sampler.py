@@ -37,7 +37,8 @@ DEFAULT_K_CHUNK = 64
 # load of the next loop iteration into a shared-memory buffer of its own, so all of the network's
 # weights are resident at once: on an H200 (sessions 12 and 17) every variant asked for the padded
 # float32 weights (589,824 bytes) plus one tile, more than the 232,448 bytes a block has. One stage
-# issues each chunk's load where it is used, so its buffer can be reused by the next chunk's.
+# issues each chunk's load where it is used, so its buffer can be reused by the next chunk's: on
+# an H200 (session 18) every variant then launched, slower than the reference sampler.
 DEFAULT_NUM_STAGES = 1
 
 

@@ -53,9 +53,10 @@ standing seeds the policy's gradient and the candidates' Q gap collapse whatever
 and on seeds 6-8 one sample of the policy (race --eval-samples 1) stood and fell with the best
 of 16: the plateau and those falls are the policy's, not the critic's ranking at evaluation.
 Evaluating the target actor (eval_actor = "target") does not steady the swings either.
-The lead (session 17, not adopted yet): omega 0.05 instead of 0.02 (--config.entropy_coef=0.05)
-made seeds 6-8 hop (3,430, 3,386 and 1,571 at 30 minutes, seed 8 falling in its last
-evaluation; results/race/hopper_cpu_entropy005_1800s_seeds678/); seeds 1-5 have not run with it.
+Omega 0.05 instead of 0.02 (--config.entropy_coef=0.05; not adopted) made seeds 6-8 hop
+(3,430, 3,386 and 1,571 at 30 minutes) and seeds 1-4 stand or fall (681, 1,210, 407, 734, where
+this config ends at 3,332, 1,770, 3,384, 3,268): over those seven seeds 1,631 +- 1,177 against
+1,997 +- 1,235 (results/race/hopper_cpu_entropy005_1800s_seeds1to4_6to8/).
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
