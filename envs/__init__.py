@@ -51,7 +51,7 @@ def set_ls_iterations(brax_env, ls_iterations: int):
     and the cheap tasks keep MuJoCo's 50 (humanoid and ant: Brax sets 4). On this project's CPU a
     cap of 8 made the physics of hopper, halfcheetah and walker2d 2.1-2.3x faster; 200 steps of
     16 hopper envs stayed bit for bit the same, and where the cap bound on halfcheetah and
-    walker2d the positions first differed by 4.5e-8 to 6e-8, then grew apart as contact dynamics
+    walker2d the positions first differed by 4.5e-8 to 2.4e-7, then grew apart as contact dynamics
     do (results/bench/ls_iterations/). MuJoCo's own option, so a different task in principle.
     """
     if ls_iterations:
