@@ -489,7 +489,7 @@ def reuse_sac(path: str, cfg, seeds: Sequence[int], budget_s: float, device: str
         if old.get(key) != ours:
             raise ConfigError(f"--sac-from: {file} has {key} {old.get(key)!r}, this race "
                               f"{ours!r}")
-    old_ls = (old.get("qvpo_config") or {}).get("ls_iterations", 0)
+    old_ls = race_ls_iterations(old)
     if old_ls != cfg.ls_iterations:
         raise ConfigError(f"--sac-from: {file} has ls_iterations {old_ls} (its physics), this "
                           f"race {cfg.ls_iterations}")
@@ -689,8 +689,8 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
     text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
             f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
             f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
-            + ("" if not race.get("qvpo_config", {}).get("ls_iterations") else
-               _physics_line(race["qvpo_config"]["ls_iterations"]) + "\n\n")
+            + ("" if not race_ls_iterations(race) else
+               _physics_line(race_ls_iterations(race)) + "\n\n")
             + ("" if "sac_from" not in race else
                f"SAC's curves were not (all) trained by this race: reused from "
                f"`{race['sac_from']['path']}` "
@@ -887,6 +887,12 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         for k, v in previous.items():
             jax.config.update(k, v)
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def race_ls_iterations(race: dict) -> int:
+    """The line-search cap (config field ``ls_iterations``) a saved race ran both learners
+    with; 0 for races saved before the field existed."""
+    return (race.get("qvpo_config") or {}).get("ls_iterations", 0)
 
 
 def _physics_line(ls_iterations: int) -> str:

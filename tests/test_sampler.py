@@ -112,10 +112,12 @@ def test_pallas_stacked_hidden_layers_compute_the_same(precision, hidden):
     if precision == "float32":
         ref = diffusion.sample_reference(model, sched, params, states, key, 4)
         np.testing.assert_allclose(stacked, ref, atol=1e-5, rtol=0)
-    one = NoiseModel(5, 3, (32, 64), 16, 16, precision)   # hidden trunk layer 64 -> ... unequal
-    with pytest.raises(ValueError, match="stack_hidden needs at least two hidden trunk layers"):
-        diffusion.sample_pallas(one, sched, one.init(jax.random.PRNGKey(0)), states, key, 4,
-                                stack_hidden=True)
+    # one hidden trunk layer (32 -> 64), then two of unequal shapes (32 -> 64 and 64 -> 64)
+    for widths in ((32, 64), (32, 64, 64)):
+        bad = NoiseModel(5, 3, widths, 16, 16, precision)
+        with pytest.raises(ValueError, match="stack_hidden needs at least two hidden trunk"):
+            diffusion.sample_pallas(bad, sched, bad.init(jax.random.PRNGKey(0)), states, key, 4,
+                                    stack_hidden=True)
     assert pallas_sampler.DEFAULT_NUM_STAGES == 1
 
 
