@@ -50,6 +50,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.episode_length = 1000
     c.ls_iterations = 0              # MJX line-search cap (envs.set_ls_iterations); 0: task's own
     c.warmup_env_steps = 10_000
+    # Not in the paper (section 5 collects with best-of-K_b alone): FastTD3's mixed exploration
+    # noise on top of the behavior action, env i of N with std behavior_noise_std * i / (N - 1).
+    c.behavior_noise_std = 0.0
     c.buffer_size = 1_000_000
     # Learner: the paper's hyperparameters (docs/algorithm.md section 6).
     c.batch_size = 256
@@ -229,6 +232,11 @@ SCHEMA: dict[str, Field] = {
                              "time (envs.set_ls_iterations)"),
     "warmup_env_steps": _int(0, "uniform random actions and no updates before this many env "
                                 "steps"),
+    "behavior_noise_std": _float(0.0, "largest std of Gaussian noise added to the best-of-K_b "
+                                      "behavior action (then clipped to [-1, 1]); env i of the N "
+                                      "on a device gets std * i / (N - 1), so env 0 follows the "
+                                      "policy (FastTD3's mixed noise scales); 0 = the paper",
+                                  hi=1.0),
     "buffer_size": _int(1, "replay capacity in transitions (rounded down to whole steps of N)"),
     "batch_size": _int(1, "B: transitions per gradient update"),
     "actor_update_every": _int(1, "policy delay d: the policy step and its target's Polyak "

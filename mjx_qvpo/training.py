@@ -348,15 +348,30 @@ def make_learner_step(cfg, sgd_step, batch_rows: int, critic_step=None
     return learner_step
 
 
+def behavior_noise_scales(max_std: float, num_envs: int) -> jax.Array | None:
+    """Per-env std of the exploration noise added to behavior actions, shape ``(num_envs, 1)``:
+    ``max_std * i / (num_envs - 1)`` for env i (one env: 0), or None when ``max_std`` is 0.
+
+    Not in the paper (docs/algorithm.md section 5 collects with best-of-K_b alone): FastTD3's mixed
+    noise scales, a spread of stds over the environments so that some explore hard while env 0
+    follows the policy, instead of one scale to tune. The noise is off-policy exploration only: the
+    critic's targets and the policy update still sample the diffusion policy."""
+    if max_std <= 0.0:
+        return None
+    return max_std * jnp.linspace(0.0, 1.0, num_envs, dtype=jnp.float32)[:, None]
+
+
 def make_collect_step(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, num_envs: int,
                       axis: DeviceAxis = DeviceAxis()
                       ) -> Callable[[TrainingState, jax.Array], tuple[TrainingState, dict]]:
     """The collection stage ``collect_step(state, key) -> (state, metrics)``: best-of-K_b actions
-    for the ``num_envs`` environments (uniform during warm-up), one environment step, the N
+    for the ``num_envs`` environments (uniform during warm-up; plus clipped Gaussian noise with
+    ``behavior_noise_std`` > 0, see ``behavior_noise_scales``), one environment step, the N
     transitions into the buffer, the observation statistics and the episode window updated
     (docs/algorithm.md sections 5 and 7). Metrics: ``episodes`` finished and ``reward_mean`` (over
     all devices)."""
     act_size = env.action_size
+    noise_std = behavior_noise_scales(cfg.behavior_noise_std, num_envs)
 
     def collect_step(state: TrainingState, key: jax.Array):
         obs = state.env_state.obs
@@ -364,8 +379,14 @@ def make_collect_step(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, num_envs
 
         def policy_action(k):
             obs_n = nets.normalize(obs, state.normalizer)
-            return acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
-                                    cfg.num_behavior_samples)[0]
+            if noise_std is None:  # the paper: no extra key drawn, so the default is unchanged
+                return acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
+                                        cfg.num_behavior_samples)[0]
+            k, k_noise = jax.random.split(k)
+            a = acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
+                                 cfg.num_behavior_samples)[0]
+            return jnp.clip(a + noise_std * jax.random.normal(k_noise, a.shape, a.dtype),
+                            -1.0, 1.0)
 
         def uniform_action(k):
             return jax.random.uniform(k, (num_envs, act_size), minval=-1.0, maxval=1.0)

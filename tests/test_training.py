@@ -390,3 +390,45 @@ def test_eval_actor_target_acts_with_the_target_actor():
     assert ret(target, state) == ret(online, state.replace(actor_params=other))
     assert ret(target, state) != ret(online, state)
     assert target.policy_params(state)[0] is other and online.policy_params(state)[0] is not other
+
+
+def test_behavior_noise_scales_spread_from_zero_to_the_maximum():
+    from mjx_qvpo.training import behavior_noise_scales
+    assert behavior_noise_scales(0.0, 8) is None
+    np.testing.assert_allclose(behavior_noise_scales(0.4, 5)[:, 0], [0.0, 0.1, 0.2, 0.3, 0.4],
+                               atol=1e-7)
+    np.testing.assert_array_equal(behavior_noise_scales(0.4, 1), [[0.0]])
+
+
+def test_behavior_noise_is_added_to_the_best_of_kb_action_and_clipped():
+    """With behavior_noise_std the stored (and executed) action is the best-of-K_b action plus
+    Gaussian noise of the env's std, clipped to [-1, 1]; env 0 (std 0) acts as without noise.
+    Without it the collection stage draws no extra key (the paper's path, unchanged)."""
+    from mjx_qvpo import acting
+    from mjx_qvpo.training import behavior_noise_scales
+    small = {"network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
+             "network.time_hidden": 16}
+    noisy_cfg = bandit_cfg(behavior_noise_std=1.0, **small)
+    plain, noisy = make_trainer(bandit_cfg(**small)), make_trainer(noisy_cfg)
+    state, _ = jax.jit(plain.run_steps)(jax.jit(plain.init)(jax.random.PRNGKey(0)),
+                                        jnp.int32(5))  # past warm-up
+    key = jax.random.PRNGKey(11)
+    pos = int(state.buffer.position)
+    stored = lambda s: np.asarray(s.buffer.data.action[pos])
+    a_plain = stored(jax.jit(plain.collect_step)(state, key)[0])
+    a_noisy = stored(jax.jit(noisy.collect_step)(state, key)[0])
+
+    k_act, k_noise = jax.random.split(key)
+    obs = plain.nets.normalize(state.env_state.obs, state.normalizer)
+    best = acting.best_of_k(plain.nets, state.actor_params, state.critic_params, obs,
+                            k_act, noisy_cfg.num_behavior_samples)[0]
+    want = np.clip(best + behavior_noise_scales(1.0, noisy_cfg.num_envs)
+                   * jax.random.normal(k_noise, best.shape), -1.0, 1.0)
+    np.testing.assert_allclose(a_noisy, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a_noisy[0], np.asarray(best)[0], rtol=1e-5, atol=1e-6)
+    assert np.abs(a_noisy).max() <= 1.0
+    assert np.abs(a_noisy[1:] - np.asarray(best)[1:]).max() > 0.1
+    # The default path: best-of-K_b with the collection key itself.
+    plain_best = acting.best_of_k(plain.nets, state.actor_params, state.critic_params, obs, key,
+                                  noisy_cfg.num_behavior_samples)[0]
+    np.testing.assert_allclose(a_plain, plain_best, rtol=1e-5, atol=1e-6)
