@@ -686,11 +686,11 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
             row += (f" {fmt(s['time_to_target_s'], '{:.0f}')} | "
                     f"{fmt(s['env_steps_to_target'], '{:,}')} |")
         rows.append(row)
+    ls_iterations = race_ls_iterations(race)
     text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
             f"and seed, seeds {race['seeds']}; evaluation: {race['num_eval_envs']} episodes of "
             f"{race['episode_length']} steps.\n\nCommand: `{race['command']}`\n\n"
-            + ("" if not race_ls_iterations(race) else
-               _physics_line(race_ls_iterations(race)) + "\n\n")
+            + ("" if not ls_iterations else _physics_line(ls_iterations) + "\n\n")
             + ("" if "sac_from" not in race else
                f"SAC's curves were not (all) trained by this race: reused from "
                f"`{race['sac_from']['path']}` "

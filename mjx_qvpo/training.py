@@ -379,12 +379,12 @@ def make_collect_step(cfg, env: envs.VecEnv, nets: acting.QVPONetworks, num_envs
 
         def policy_action(k):
             obs_n = nets.normalize(obs, state.normalizer)
-            if noise_std is None:  # the paper: no extra key drawn, so the default is unchanged
-                return acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
-                                        cfg.num_behavior_samples)[0]
-            k, k_noise = jax.random.split(k)
-            a = acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k,
+            # Without noise (the paper) no extra key is drawn, so the default path is unchanged.
+            k_best, k_noise = (k, None) if noise_std is None else jax.random.split(k)
+            a = acting.best_of_k(nets, state.actor_params, state.critic_params, obs_n, k_best,
                                  cfg.num_behavior_samples)[0]
+            if k_noise is None:
+                return a
             return jnp.clip(a + noise_std * jax.random.normal(k_noise, a.shape, a.dtype),
                             -1.0, 1.0)
 

@@ -14,6 +14,11 @@ from mjx_qvpo.config import apply_overrides, load_config_file, resolve
 from mjx_qvpo.training import make_trainer
 
 
+# Two-layer 16-unit networks for the tests that only need the training step's plumbing.
+NETS_16X2 = {"network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
+             "network.time_hidden": 16}
+
+
 def bandit_cfg(**overrides):
     base = dict(num_envs=16, updates_per_step=2, batch_size=32, warmup_env_steps=64,
                 buffer_size=4096, log_every_env_steps=64, total_env_steps=4096,
@@ -23,8 +28,7 @@ def bandit_cfg(**overrides):
 
 
 def test_chunk_compiles_once_and_counts_steps():
-    cfg = bandit_cfg(**{"network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
-                        "network.time_hidden": 16})
+    cfg = bandit_cfg(**NETS_16X2)
     trainer = make_trainer(cfg)
     chunk = jax.jit(trainer.chunk, donate_argnums=0)
     state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
@@ -265,8 +269,7 @@ def test_training_step_is_the_collect_stage_then_the_learner_stage():
     ``collect_step`` then ``learner_step`` with the keys split as documented, and the learner
     stage is U ``sgd_step``s. The same learner stage through the Pallas sampler (interpret mode
     on the CPU) computes the same state."""
-    cfg = bandit_cfg(**{"network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
-                        "network.time_hidden": 16})
+    cfg = bandit_cfg(**NETS_16X2)
     trainer = make_trainer(cfg)
     run = jax.jit(trainer.run_steps)
     state, _ = run(jax.jit(trainer.init)(jax.random.PRNGKey(0)), jnp.int32(5))  # past warm-up
@@ -311,9 +314,8 @@ def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, 
     from mjx_qvpo import replay
     from mjx_qvpo.training import make_optimizers, make_sgd_step
 
-    cfg = bandit_cfg(updates_per_step=u, actor_update_every=d, n_step=n, q_transform="qexpn", **{
-        "network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
-        "network.time_hidden": 16})
+    cfg = bandit_cfg(updates_per_step=u, actor_update_every=d, n_step=n, q_transform="qexpn",
+                     **NETS_16X2)
     trainer = make_trainer(cfg)
     state, _ = jax.jit(trainer.run_steps)(jax.jit(trainer.init)(jax.random.PRNGKey(0)),
                                           jnp.int32(5))  # past warm-up
@@ -406,10 +408,8 @@ def test_behavior_noise_is_added_to_the_best_of_kb_action_and_clipped():
     Without it the collection stage draws no extra key (the paper's path, unchanged)."""
     from mjx_qvpo import acting
     from mjx_qvpo.training import behavior_noise_scales
-    small = {"network.actor_hidden": (16, 16), "network.critic_hidden": (16, 16),
-             "network.time_hidden": 16}
-    noisy_cfg = bandit_cfg(behavior_noise_std=1.0, **small)
-    plain, noisy = make_trainer(bandit_cfg(**small)), make_trainer(noisy_cfg)
+    noisy_cfg = bandit_cfg(behavior_noise_std=1.0, **NETS_16X2)
+    plain, noisy = make_trainer(bandit_cfg(**NETS_16X2)), make_trainer(noisy_cfg)
     state, _ = jax.jit(plain.run_steps)(jax.jit(plain.init)(jax.random.PRNGKey(0)),
                                         jnp.int32(5))  # past warm-up
     key = jax.random.PRNGKey(11)
