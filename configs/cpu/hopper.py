@@ -67,7 +67,8 @@ left seed 6 standing (669). Nor is the plateau a matter of time: on a machine 1.
 seed 6 stood for the whole 30 minutes and 2.5M env steps, where SAC reached 2,827 in the same race
 (results/race/hopper_cpu_committed_vs_sac_1800s_seed6_fastcpu/).
 A lead, one seed: with K = 32 training candidates (--config.num_train_samples=32) seed 6 hopped
-(3,172 after 1,000 s, results/race/hopper_cpu_k32_probe_1000s_seed6/); not raced on seeds 1-8.
+(3,172 after 1,000 s, results/race/hopper_cpu_k32_probe_1000s_seed6/) and seed 3 still hopped
+(2,712); not raced on seeds 1-8.
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
