@@ -24,7 +24,8 @@ Protocol (the same for both learners):
 
 ``--sac-from RACE`` / ``--qvpo-from RACE`` take one learner's curves from an earlier race instead
 of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match), and ``--report --merge``
-joins races of other seeds into one report.
+joins races of other seeds into one report; ``--compare A B`` sets two saved races' QVPO
+returns side by side, seed for seed, at each one's budget and at equal env steps.
 
 Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed;
 for QVPO also the lowest and highest episode return of each evaluation and the last chunk's
@@ -603,6 +604,56 @@ def summarize(result: dict, target: float | None = None) -> dict:
     return out
 
 
+def last_at_or_before(points: list[dict], env_steps: int) -> dict:
+    """The last evaluation taken at or before ``env_steps`` (the first one if none is)."""
+    return ([p for p in points if p["env_steps"] <= env_steps] or points[:1])[-1]
+
+
+def compare_races(a: dict, b: dict) -> str:
+    """A paired table of two races' QVPO curves, seed for seed over the seeds both trained:
+    each one's return at its budget (its last evaluation) and at equal env steps, i.e. each
+    one's last evaluation at or before the smaller of the two final env-step counts. Races on
+    machines of other speeds (or configs of other costs) reach other env steps in the same
+    seconds; the equal-env-steps columns compare what they learned per env step, the
+    at-the-budget ones what they reached on their clock. Also names the QVPO config fields that
+    differ. Raises ConfigError where the races share no seed."""
+    ca, cb = a["qvpo"]["seeds"], b["qvpo"]["seeds"]
+    seeds = sorted(set(ca) & set(cb), key=int)
+    if not seeds:
+        raise ConfigError(f"--compare: {a['path']} and {b['path']} share no QVPO seed "
+                          f"({sorted(ca, key=int)} and {sorted(cb, key=int)})")
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+    fa = flat(qvpo_settings(a["qvpo_config"], "seed"))
+    fb = flat(qvpo_settings(b["qvpo_config"], "seed"))
+    differ = [f"{k}: {fa.get(k)!r} (A) / {fb.get(k)!r} (B)" for k in sorted(set(fa) | set(fb))
+              if fa.get(k) != fb.get(k)]
+    rows = ["| seed | A at its budget (env steps) | B at its budget (env steps) | equal env "
+            "steps | A then | B then |", "|---|---|---|---|---|---|"]
+    cols = {name: [] for name in ("a_end", "b_end", "a_eq", "b_eq")}
+    for s in seeds:
+        ea, eb = ca[s][-1], cb[s][-1]
+        equal = int(min(ea["env_steps"], eb["env_steps"]))
+        qa, qb = last_at_or_before(ca[s], equal), last_at_or_before(cb[s], equal)
+        for name, p in zip(cols, (ea, eb, qa, qb)):
+            cols[name].append(p["return"])
+        cell = lambda p: f"{p['return']:,.0f} ({int(p['env_steps']):,})"  # noqa: E731
+        rows.append(f"| {s} | {cell(ea)} | {cell(eb)} | {equal:,} | {cell(qa)} | {cell(qb)} |")
+    stat = {k: f"**{np.mean(v):,.0f} +- {np.std(v):,.0f}**" for k, v in cols.items()}
+    rows.append(f"| mean +- std | {stat['a_end']} | {stat['b_end']} | | {stat['a_eq']} | "
+                f"{stat['b_eq']} |")
+    head = "\n".join(
+        f"- {name}: `{r['path']}`, {r['task']} on {r['device']}, {r['budget_s']:.0f} s per seed "
+        f"(`{r['command']}`)" for name, r in (("A", a), ("B", b)))
+    return (f"QVPO, race A against race B, seeds {', '.join(seeds)} (each cell: the return "
+            f"of one evaluation, {a['num_eval_envs']} episodes, and its env steps).\n\n{head}\n"
+            f"- QVPO config fields that differ: {'; '.join(differ) or 'none'}\n\n"
+            + "\n".join(rows) + "\n")
+
+
 def _wall_clock_line(label: str, wall_s: float, eval_s: Sequence[float]) -> str:
     """"LABEL: W s of wall-clock in all, of which N evaluations E s (median M s)": a learner's
     whole time (compile, training, evaluations) and its evaluations' share, the figures that size
@@ -793,8 +844,17 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--merge", nargs="+", default=None, metavar="RACE",
                    help="with --report: first write OUT/race.json from these races (their "
                         "race.json or directories), which differ only in their seeds")
+    p.add_argument("--compare", nargs=2, default=None, metavar=("A", "B"),
+                   help="train nothing: print QVPO's returns of two saved races seed for seed, "
+                        "at each one's budget and at equal env steps (with --out DIR also "
+                        "DIR/compare.md)")
     (config_over, sac_over), rest = split_overrides(argv, ("--config.", "--sac."))
     ns = p.parse_args(rest)
+    if ns.compare is not None:
+        if ns.report or ns.merge is not None or ns.config is not None:
+            raise ConfigError("--compare reads two saved races: it cannot be combined with "
+                              "--report, --merge or --config")
+        return ns, config_over, sac_over
     if ns.report:
         if ns.out is None:
             raise ConfigError("--report needs --out DIR (the race directory to report on)")
@@ -846,6 +906,14 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         ns, config_over, sac_over = parse_cli(argv)
+        if ns.compare is not None:
+            text = compare_races(*(_load_race(p, "--compare") for p in ns.compare))
+            if ns.out is not None:
+                os.makedirs(ns.out, exist_ok=True)
+                with open(os.path.join(ns.out, "compare.md"), "w") as f:
+                    f.write(text)
+            log(text)
+            return 0
         if ns.report:
             if ns.merge is not None:   # write_report saves the merged race.json
                 saved = merge_races([_load_race(p) for p in ns.merge])

@@ -336,6 +336,31 @@ def test_races_of_other_seeds_merge_into_one_report(tmp_path, capsys):
         race.merge_races([race._load_race(str(tmp_path / n)) for n in ("a", "new3")])
 
 
+def test_compare_pairs_seeds_at_the_budget_and_at_equal_env_steps(tmp_path, capsys):
+    a = _saved_race(tmp_path, "a", 1, num_train_samples=32)    # env steps 0, 500, 1,000
+    b = _saved_race(tmp_path, "b", 1, num_train_samples=8)
+    rb = json.loads((tmp_path / "b" / "race.json").read_text())
+    # B reached twice the env steps in its budget (a faster machine), and fell at the end.
+    rb["qvpo"]["seeds"]["1"] = [{"train_s": t, "env_steps": int(200 * t), "return": r}
+                                for t, r in ((0.0, 0.0), (5.0, 7.0), (10.0, 3.0))]
+    rb["qvpo"]["seeds"]["2"] = rb["qvpo"]["seeds"]["1"]   # a seed A did not train: left out
+    (tmp_path / "b" / "race.json").write_text(json.dumps(rb))
+    assert race.main(["--compare", a, b, "--out", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert md == capsys.readouterr().out.strip() + "\n"
+    assert "seeds 1 (" in md and "num_train_samples: 32 (A) / 8 (B)" in md
+    # A ends at 10 (1,000 env steps), B at 3 (2,000); at 1,000 env steps B had 7 (at t = 5).
+    assert "| 1 | 10 (1,000) | 3 (2,000) | 1,000 | 10 (1,000) | 7 (1,000) |" in md
+    assert "| mean +- std | **10 +- 0** | **3 +- 0** | | **10 +- 0** | **7 +- 0** |" in md
+    c = _saved_race(tmp_path, "c", 3)
+    with pytest.raises(race.ConfigError, match="share no QVPO seed"):
+        race.compare_races(race._load_race(a), race._load_race(c))
+    assert race.main(["--compare", a, b, "--report", "--out", str(tmp_path)]) == 2
+    assert "--compare reads two saved races" in capsys.readouterr().err
+    assert race.main(["--compare", a, str(tmp_path / "nowhere")]) == 2
+    assert "--compare: " in capsys.readouterr().err
+
+
 def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
     """--qvpo-from takes an earlier race's QVPO curves as they are (no cut): only from a race with
     the same resolved QVPO config (seed included), budget and device, each mismatch named."""
