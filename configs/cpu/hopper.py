@@ -71,7 +71,7 @@ seed 6 stood for the whole 30 minutes and 2.5M env steps, where SAC reached 2,82
 K = 32 training candidates instead of 8 (num_train_samples, since session 21) is the first change
 that raised how many seeds hop: over seeds 1-3 and 6-8 five of six hopped (seed 1 stood, 1,890 at
 its last evaluation) where K = 8 hopped on three (1-3), and they ended at 1,890, 3,198, 2,712,
-3,172, 1,492, 2,299 (2,460 +- 640) where K = 8 ended at 3,332, 1,770, 3,384, 1,041, 1,057, 125
+3,172, 1,492, 2,299 (2,460 +- 633) where K = 8 ended at 3,332, 1,770, 3,384, 1,041, 1,057, 125
 (1,785 +- 1,210). Seeds 1, 2, 7, 8 ran 1800 s on session 21's machine, about as fast as the
 machine of the K = 8 runs (results/race/hopper_cpu_k32_1800s_seeds1278/); seeds 3 and 6 are
 1,000 s probes on session 20's faster machine that reached about the same env steps (926k and
@@ -114,7 +114,7 @@ def get_config():
     # under qadv the policy's weight is the best candidate's Q margin over the candidates' mean,
     # and on the seeds that stood with K = 8 that margin had collapsed; the best of 32 finds a
     # better action more often. Over seeds 1-3 and 6-8 it hopped on five of six (K = 8: three)
-    # and ended at 2,460 +- 640 against 1,785 +- 1,210, at about 0.7x the env steps per second
+    # and ended at 2,460 +- 633 against 1,785 +- 1,210, at about 0.7x the env steps per second
     # (results/race/hopper_cpu_k32_1800s_seeds1278/, ..._probe_1000s_seed{3,6}/).
     c.num_train_samples = 32
     c.total_env_steps = 1_000_000
