@@ -56,9 +56,11 @@ if __name__ == "__main__":
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from mjx_qvpo.config import ConfigError, apply_overrides, derive, from_json, resolve
+from mjx_qvpo.config import (ConfigError, apply_overrides, config_diff, derive, from_json,
+                             resolve)
 
 # Brax SAC settings per task: the values Brax's own examples use for its MJX locomotion tasks
 # (brax/training/learner and the Brax training colab: 128 envs, batch 512, 64 updates per step,
@@ -622,25 +624,18 @@ def compare_races(a: dict, b: dict) -> str:
     if not seeds:
         raise ConfigError(f"--compare: {a['path']} and {b['path']} share no QVPO seed "
                           f"({sorted(ca, key=int)} and {sorted(cb, key=int)})")
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-        return out
-    fa = flat(qvpo_settings(a["qvpo_config"], "seed"))
-    fb = flat(qvpo_settings(b["qvpo_config"], "seed"))
-    differ = [f"{k}: {fa.get(k)!r} (A) / {fb.get(k)!r} (B)" for k in sorted(set(fa) | set(fb))
-              if fa.get(k) != fb.get(k)]
+    differ = config_diff(*(ml_collections.ConfigDict(qvpo_settings(r["qvpo_config"], "seed"))
+                           for r in (a, b)))
     rows = ["| seed | A at its budget (env steps) | B at its budget (env steps) | equal env "
             "steps | A then | B then |", "|---|---|---|---|---|---|"]
     cols = {name: [] for name in ("a_end", "b_end", "a_eq", "b_eq")}
+    cell = lambda p: f"{p['return']:,.0f} ({int(p['env_steps']):,})"  # noqa: E731
     for s in seeds:
         ea, eb = ca[s][-1], cb[s][-1]
         equal = int(min(ea["env_steps"], eb["env_steps"]))
         qa, qb = last_at_or_before(ca[s], equal), last_at_or_before(cb[s], equal)
         for name, p in zip(cols, (ea, eb, qa, qb)):
             cols[name].append(p["return"])
-        cell = lambda p: f"{p['return']:,.0f} ({int(p['env_steps']):,})"  # noqa: E731
         rows.append(f"| {s} | {cell(ea)} | {cell(eb)} | {equal:,} | {cell(qa)} | {cell(qb)} |")
     stat = {k: f"**{np.mean(v):,.0f} +- {np.std(v):,.0f}**" for k, v in cols.items()}
     rows.append(f"| mean +- std | {stat['a_end']} | {stat['b_end']} | | {stat['a_eq']} | "
@@ -650,7 +645,7 @@ def compare_races(a: dict, b: dict) -> str:
         f"(`{r['command']}`)" for name, r in (("A", a), ("B", b)))
     return (f"QVPO, race A against race B, seeds {', '.join(seeds)} (each cell: the return "
             f"of one evaluation, {a['num_eval_envs']} episodes, and its env steps).\n\n{head}\n"
-            f"- QVPO config fields that differ: {'; '.join(differ) or 'none'}\n\n"
+            f"- QVPO config fields that differ (A -> B): {'; '.join(differ) or 'none'}\n\n"
             + "\n".join(rows) + "\n")
 
 

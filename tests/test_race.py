@@ -348,7 +348,7 @@ def test_compare_pairs_seeds_at_the_budget_and_at_equal_env_steps(tmp_path, caps
     assert race.main(["--compare", a, b, "--out", str(tmp_path / "cmp")]) == 0
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert md == capsys.readouterr().out.strip() + "\n"
-    assert "seeds 1 (" in md and "num_train_samples: 32 (A) / 8 (B)" in md
+    assert "seeds 1 (" in md and "differ (A -> B): num_train_samples (32 -> 8)\n" in md
     # A ends at 10 (1,000 env steps), B at 3 (2,000); at 1,000 env steps B had 7 (at t = 5).
     assert "| 1 | 10 (1,000) | 3 (2,000) | 1,000 | 10 (1,000) | 7 (1,000) |" in md
     assert "| mean +- std | **10 +- 0** | **3 +- 0** | | **10 +- 0** | **7 +- 0** |" in md
