@@ -322,12 +322,13 @@ SCHEMA: dict[str, Field] = {
 }
 
 
-def _flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+def flatten(cfg, prefix: str = "") -> dict[str, Any]:
+    """A nested config (``ConfigDict`` or plain dict) as one ``{"a.b": value}`` dict of leaves."""
     out = {}
     for k, v in cfg.items():
         name = f"{prefix}{k}"
-        if isinstance(v, ml_collections.ConfigDict):
-            out.update(_flatten(v, name + "."))
+        if isinstance(v, (ml_collections.ConfigDict, dict)):
+            out.update(flatten(v, name + "."))
         else:
             out[name] = v
     return out
@@ -340,7 +341,7 @@ def _nearest(name: str, options) -> str:
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Check every field's type and range and the relations between fields (raises ConfigError)."""
-    flat = _flatten(cfg)
+    flat = flatten(cfg)
     for name in flat:
         if name not in SCHEMA:
             raise ConfigError(f"unknown config field {name!r}{_nearest(name, SCHEMA)}")
@@ -427,7 +428,7 @@ def next_boundary(step: int, every_env_steps: int, num_envs: int) -> int | None:
 
 def config_diff(old, new) -> list[str]:
     """``field (old -> new)`` for every field whose value differs between two configs."""
-    a, b = _flatten(ml_collections.ConfigDict(old.to_dict())), _flatten(
+    a, b = flatten(ml_collections.ConfigDict(old.to_dict())), flatten(
         ml_collections.ConfigDict(new.to_dict()))
     norm = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
     return [f"{k} ({a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r})"
@@ -486,7 +487,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any]
                     ) -> ml_collections.ConfigDict:
     """Return a copy of ``cfg`` with dotted-name overrides applied (unknown names are errors)."""
     cfg = ml_collections.ConfigDict(cfg.to_dict())
-    flat = _flatten(cfg)
+    flat = flatten(cfg)
     for name, value in overrides.items():
         if name not in flat:
             raise ConfigError(f"unknown config field {name!r}{_nearest(name, flat)}")
@@ -542,7 +543,7 @@ def describe_fields(cfg) -> list[dict[str, Any]]:
     """One row per schema field: ``name``, ``value`` (in ``cfg``), ``default`` (in
     ``base_config``), ``allowed`` and ``doc``, in schema order. Generated from ``SCHEMA`` alone,
     so a field added there is listed everywhere at once."""
-    flat, defaults = _flatten(cfg), _flatten(base_config())
+    flat, defaults = flatten(cfg), flatten(base_config())
     return [dict(name=name, value=flat.get(name), default=defaults.get(name),
                  allowed=field.allowed, doc=field.doc) for name, field in SCHEMA.items()]
 

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mjx_qvpo.cli import ArgumentParser
-from mjx_qvpo.config import ConfigError
+from mjx_qvpo.config import ConfigError, flatten
 
 X_AXES = ("env_steps", "wall_time")
 DEFAULT_METRIC = "eval/episode_return"
@@ -82,20 +82,12 @@ def config_key(workdir: str) -> tuple[dict[str, Any], str]:
     """A run's flattened config without the ``IGNORED_FIELDS``, and that dict as a hashable key."""
     from mjx_qvpo import runs
 
-    flat = _flatten(runs.load_config(workdir).to_dict())
+    # Tuples as lists, so that a config saved as JSON and one built in Python give the same key.
+    flat = {k: list(v) if isinstance(v, tuple) else v
+            for k, v in flatten(runs.load_config(workdir).to_dict()).items()}
     for name in IGNORED_FIELDS:
         flat.pop(name, None)
     return flat, json.dumps(flat, sort_keys=True, default=list)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-    return out
 
 
 def group_runs(workdirs: Sequence[str]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ and against env steps, mean and min-max band over seeds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -845,10 +846,19 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                         "DIR/compare.md)")
     (config_over, sac_over), rest = split_overrides(argv, ("--config.", "--sac."))
     ns = p.parse_args(rest)
+    if ns.compare is not None or ns.report:
+        # Both read saved races and train nothing, so an override would be silently ignored.
+        mode = "--compare" if ns.compare is not None else "--report"
+        ignored = [f"--config.{k}" for k in config_over] + [f"--sac.{k}" for k in sac_over]
+        ignored += [flag for flag, given in (("--config", ns.config is not None),
+                                             ("--seed", ns.seed is not None)) if given]
+        if ignored:
+            raise ConfigError(f"{mode} reads saved races and trains nothing: {', '.join(ignored)} "
+                              f"would have no effect (the saved race.json holds the config)")
     if ns.compare is not None:
-        if ns.report or ns.merge is not None or ns.config is not None:
+        if ns.report or ns.merge is not None:
             raise ConfigError("--compare reads two saved races: it cannot be combined with "
-                              "--report, --merge or --config")
+                              "--report or --merge")
         return ns, config_over, sac_over
     if ns.report:
         if ns.out is None:
@@ -937,18 +947,43 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     out = ns.out or os.path.join("runs", "race", cfg.task)
     os.makedirs(out, exist_ok=True)
     # SAC's compiled programs come from this cache in its timed runs (see run_sac).
+    with fresh_compile_cache():
+        try:
+            return _race(ns, cfg, settings, argv, out, log, reused, reused_qvpo)
+        except FloatingPointError as e:   # a non-finite loss or parameter (run_qvpo): one line
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+
+
+_CACHE_SETTINGS = ("jax_enable_compilation_cache", "jax_compilation_cache_dir",
+                   "jax_persistent_cache_min_compile_time_secs",
+                   "jax_persistent_cache_min_entry_size_bytes")
+
+
+@contextlib.contextmanager
+def fresh_compile_cache():
+    """JAX's persistent compilation cache in a new temporary directory that keeps every program
+    (no minimum compile time or size), for the race's SAC warm-up to fill and its timed runs to
+    load (``run_sac``); on exit the directory is removed and the process's cache settings are
+    restored. Yields the directory.
+
+    JAX opens its cache once, at the first compile of the process, and ignores a later change of
+    directory; so the cache is reset on entry and on exit. Without that, a race in a process that
+    had compiled before (a second race, a notebook, the test suite) would write SAC's programs to
+    the earlier directory, or nowhere, and time SAC's compiles as training."""
+    from jax.experimental.compilation_cache import compilation_cache
+
     cache = tempfile.mkdtemp(prefix="mjx_qvpo_race_cache_")
-    previous = {k: getattr(jax.config, k) for k in (
-        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes")}
+    previous = {k: getattr(jax.config, k) for k in _CACHE_SETTINGS}
+    for k, v in zip(_CACHE_SETTINGS, (True, cache, 0.0, 0)):
+        jax.config.update(k, v)
+    compilation_cache.reset_cache()
     try:
-        return _race(ns, cfg, settings, argv, out, cache, log, reused, reused_qvpo)
-    except FloatingPointError as e:   # a non-finite loss or parameter (run_qvpo): one line
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    finally:  # leave the process's cache settings as they were
+        yield cache
+    finally:  # leave the process's cache as it was
         for k, v in previous.items():
             jax.config.update(k, v)
+        compilation_cache.reset_cache()
         shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -964,14 +999,11 @@ def _physics_line(ls_iterations: int) -> str:
             f"(ls_iterations), for both learners.")
 
 
-def _race(ns, cfg, settings, argv, out: str, cache: str, log: Callable[[str], None],
+def _race(ns, cfg, settings, argv, out: str, log: Callable[[str], None],
           reused: dict | None = None, reused_qvpo: dict | None = None) -> int:
-    """Both learners' runs and the report (``main`` after validation), with SAC's compiled
-    programs kept in the fresh cache directory ``cache``; ``reused`` (from ``reuse_sac``) replaces
-    SAC's runs with an earlier race's curves, ``reused_qvpo`` (from ``reuse_qvpo``) QVPO's."""
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    """Both learners' runs and the report (``main`` after validation, inside
+    ``fresh_compile_cache``); ``reused`` (from ``reuse_sac``) replaces SAC's runs with an
+    earlier race's curves, ``reused_qvpo`` (from ``reuse_qvpo``) QVPO's."""
     seeds = list(range(cfg.seed, cfg.seed + ns.seeds))
     device = jax.devices()[0].device_kind
     race = {"command": "python -m mjx_qvpo.race " + " ".join(argv), "task": cfg.task,

@@ -359,6 +359,14 @@ def test_compare_pairs_seeds_at_the_budget_and_at_equal_env_steps(tmp_path, caps
     assert "--compare reads two saved races" in capsys.readouterr().err
     assert race.main(["--compare", a, str(tmp_path / "nowhere")]) == 2
     assert "--compare: " in capsys.readouterr().err
+    # Overrides would be ignored by a command that trains nothing: refused, each one named.
+    assert race.main(["--compare", a, b, "--config.num_train_samples=8", "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--compare reads saved races and trains nothing: --config.num_train_samples, --seed" \
+        in err
+    assert race.main(["--report", "--out", str(tmp_path / "a"), "--sac.batch_size=64"]) == 2
+    assert "--report reads saved races and trains nothing: --sac.batch_size" in \
+        capsys.readouterr().err
 
 
 def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
@@ -531,3 +539,29 @@ def test_a_short_race_writes_both_curves(tmp_path):
     assert r2["qvpo"]["seeds"] == r["qvpo"]["seeds"] and r2["qvpo_from"]["path"].startswith(str(out))
     assert "wall_s" not in r2["qvpo"] and "wall_s" in r2["sac"]   # only what this race ran
     assert r2["sac"]["seeds"]["0"][-1]["train_s"] > 2.0
+
+
+def test_fresh_compile_cache_is_used_even_after_earlier_compiles(tmp_path):
+    """JAX opens its persistent cache at a process's first compile and ignores a later change of
+    directory: the race's cache must still receive the programs compiled inside it (SAC's timed
+    runs load them from there), and the process's own cache be in use again after it."""
+    import jax
+    import jax.numpy as jnp
+
+    def compile_new(scale):   # a program no cache holds yet
+        jax.jit(lambda x: x * scale + 1.0).lower(jnp.ones(7)).compile()
+
+    before = jax.config.jax_compilation_cache_dir
+    compile_new(3.0)          # the process's cache is open (the suite's, from conftest)
+    with race.fresh_compile_cache() as cache:
+        assert jax.config.jax_compilation_cache_dir == cache and os.listdir(cache) == []
+        compile_new(5.0)
+        assert os.listdir(cache), "the race's cache received nothing"
+    assert not os.path.exists(cache) and jax.config.jax_compilation_cache_dir == before
+    old, min_s = set(os.listdir(before)), jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)   # keep a tiny program
+    try:
+        compile_new(11.0)
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_s)
+    assert set(os.listdir(before)) - old, "the process's own cache is not in use after the race"
