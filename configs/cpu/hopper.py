@@ -76,8 +76,12 @@ its last evaluation) where K = 8 hopped on three (1-3), and they ended at 1,890,
 machine of the K = 8 runs (results/race/hopper_cpu_k32_1800s_seeds1278/); seeds 3 and 6 are
 1,000 s probes on session 20's faster machine that reached about the same env steps (926k and
 958k; results/race/hopper_cpu_k32_probe_1000s_seed{3,6}/). It costs throughput (about 0.7x the
-env steps per second: 0.86-0.94M env steps in 30 minutes), and seeds 4 and 5 (where K = 8 hops)
-are not raced with it. Brax SAC is still ahead at 30 minutes (3,107 +- 90 on seeds 1-4).
+env steps per second: 0.86-0.94M env steps in 30 minutes). Seeds 4 and 5 (session 22, on a faster
+machine: 1.18-1.23M env steps) hopped too and ended at 3,220 and 3,300, so over seeds 1-8 seven of
+eight hopped (K = 8: five) and they ended at 2,660 +- 649 (K = 8: 2,148 +- 1,222). In the one race
+against SAC in the same process (seed 4) QVPO ended above it, 3,220 against 2,963
+(results/race/hopper_cpu_k32_vs_sac_1800s_seed4/), but on the mean Brax SAC is still ahead at 30
+minutes (3,107 +- 90 on seeds 1-4).
 The curves of the K = 8 config: add --config.num_train_samples=8 to repeat them.
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
@@ -113,9 +117,10 @@ def get_config():
     # K = 32 training candidates (the shared CPU setting's 8, the paper's 64), since session 21:
     # under qadv the policy's weight is the best candidate's Q margin over the candidates' mean,
     # and on the seeds that stood with K = 8 that margin had collapsed; the best of 32 finds a
-    # better action more often. Over seeds 1-3 and 6-8 it hopped on five of six (K = 8: three)
-    # and ended at 2,460 +- 633 against 1,785 +- 1,210, at about 0.7x the env steps per second
-    # (results/race/hopper_cpu_k32_1800s_seeds1278/, ..._probe_1000s_seed{3,6}/).
+    # better action more often. Over seeds 1-8 it hopped on seven of eight (K = 8: five) and
+    # ended at 2,660 +- 649 against 2,148 +- 1,222, at about 0.7x the env steps per second
+    # (results/race/hopper_cpu_k32_*: 1800s_seeds12578/, vs_sac_1800s_seed4/,
+    # probe_1000s_seed{3,6}/).
     c.num_train_samples = 32
     c.total_env_steps = 1_000_000
     c.entropy_anneal_env_steps = 500_000
