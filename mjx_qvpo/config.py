@@ -427,9 +427,9 @@ def next_boundary(step: int, every_env_steps: int, num_envs: int) -> int | None:
 
 
 def config_diff(old, new) -> list[str]:
-    """``field (old -> new)`` for every field whose value differs between two configs."""
-    a, b = flatten(ml_collections.ConfigDict(old.to_dict())), flatten(
-        ml_collections.ConfigDict(new.to_dict()))
+    """``field (old -> new)`` for every field whose value differs between two configs
+    (``ConfigDict`` or plain dicts, as ``flatten`` takes)."""
+    a, b = flatten(old), flatten(new)
     norm = lambda v: json.loads(json.dumps(v, default=list))  # noqa: E731 (tuples == lists)
     return [f"{k} ({a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r})"
             for k in sorted(set(a) | set(b)) if norm(a.get(k)) != norm(b.get(k))]

@@ -57,7 +57,6 @@ if __name__ == "__main__":
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from mjx_qvpo.config import (ConfigError, apply_overrides, config_diff, derive, from_json,
@@ -625,8 +624,7 @@ def compare_races(a: dict, b: dict) -> str:
     if not seeds:
         raise ConfigError(f"--compare: {a['path']} and {b['path']} share no QVPO seed "
                           f"({sorted(ca, key=int)} and {sorted(cb, key=int)})")
-    differ = config_diff(*(ml_collections.ConfigDict(qvpo_settings(r["qvpo_config"], "seed"))
-                           for r in (a, b)))
+    differ = config_diff(*(qvpo_settings(r["qvpo_config"], "seed") for r in (a, b)))
     rows = ["| seed | A at its budget (env steps) | B at its budget (env steps) | equal env "
             "steps | A then | B then |", "|---|---|---|---|---|---|"]
     cols = {name: [] for name in ("a_end", "b_end", "a_eq", "b_eq")}

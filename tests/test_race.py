@@ -541,7 +541,7 @@ def test_a_short_race_writes_both_curves(tmp_path):
     assert r2["sac"]["seeds"]["0"][-1]["train_s"] > 2.0
 
 
-def test_fresh_compile_cache_is_used_even_after_earlier_compiles(tmp_path):
+def test_fresh_compile_cache_is_used_even_after_earlier_compiles():
     """JAX opens its persistent cache at a process's first compile and ignores a later change of
     directory: the race's cache must still receive the programs compiled inside it (SAC's timed
     runs load them from there), and the process's own cache be in use again after it."""
