@@ -302,7 +302,7 @@ def test_training_step_is_the_collect_stage_then_the_learner_stage():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("u, d, n", [(4, 2, 1), (6, 3, 3)])
+@pytest.mark.parametrize("u, d, n", [(4, 2, 1), (3, 3, 3)])
 def test_policy_delay_steps_the_critic_every_update_and_the_policy_every_dth(u, d, n):
     """actor_update_every = d: the learner stage is U / d groups of (d - 1) critic-only updates and
     one full update, each on its own batch and key as in the d = 1 scan; a critic-only update
