@@ -83,6 +83,9 @@ against SAC in the same process (seed 4) QVPO ended above it, 3,220 against 2,96
 (results/race/hopper_cpu_k32_vs_sac_1800s_seed4/), but on the mean Brax SAC is still ahead at 30
 minutes (3,107 +- 90 on seeds 1-4).
 The curves of the K = 8 config: add --config.num_train_samples=8 to repeat them.
+K = 64 (the paper's) runs 0.32x K = 8's env steps per second on the CPU (K = 32: 0.67x;
+results/bench/cpu_hopper/) and a 823 s probe on seed 1 was no better than K = 32 per env step,
+so it is not used here.
 
 The GPU-sized config is configs/hopper.py (the paper's step sizes, not yet raced); the paper's
 setting is configs/paper/hopper.py.
