@@ -5,7 +5,10 @@ Evaluation draws a single candidate (K_eval = 1), so the critic cannot rescue a 
 not learn: best-of-K selection alone would hide broken Q-weights. Measured on the 2-core CPU with
 this test's settings: the evaluation return reaches 100-150 of the 200 possible within 8,192 env
 steps, while the same run with the Q-weights zeroed (``qrelu`` with ``q_neg = -1e9``) stays at about
-4-5, and a random policy gets about 4.
+4-5, and a random policy gets about 4. Session 24 (AMD EPYC): these settings give 43.6, 128.5 and
+94.8 at 4,096, 6,144 and 8,192 env steps (102 s); run to 12,288 env steps (an entropy anneal 1.5x
+as long) the test had given 39.8, 157.1, 102.4, 40.1, 36.7 (134 s), its peak also inside the first
+8,192 steps, so the run now stops there.
 """
 
 import jax
@@ -16,7 +19,7 @@ from mjx_qvpo.training import make_trainer
 
 SETTINGS = dict(normalize_observations=True, diffusion_steps=5, num_train_samples=8,
                 num_eval_samples=1, num_eval_envs=16, episode_length=200,
-                warmup_env_steps=1024, log_every_env_steps=2048, total_env_steps=12_288)
+                warmup_env_steps=1024, log_every_env_steps=2048, total_env_steps=8_192)
 
 
 def eval_returns(**overrides):
