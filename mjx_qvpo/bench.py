@@ -114,8 +114,9 @@ def chained_chunk(trainer, state) -> tuple[float, Callable[[], tuple]]:
     Donation is what lets XLA update the replay buffer in place. A chunk compiled without it
     must write a fresh copy of the whole state (the buffer above all) on every call: on the
     2-core CPU that copy made the hopper config's quick fused step (one training step per
-    chunk) 1.6x slower than the same step in training (163 against 102 ms, session 24), and it
-    is what earlier benchmarks of the fused step measured."""
+    chunk) 1.48x slower than the same step in training (158 against 107 ms per step, session
+    24, scripts/chunk_donation.py), and it is what earlier benchmarks of the fused step
+    measured."""
     t0 = time.perf_counter()
     compiled = jax.jit(trainer.chunk, donate_argnums=0).lower(state).compile()
     compile_s = time.perf_counter() - t0

@@ -47,7 +47,7 @@ def test_bench_sweep_writes_its_plot_and_device_scaling(tmp_path):
 def test_the_timed_chunk_is_donated_and_chained_as_in_training():
     # The fused step must be timed as train and race run it: state donated (the buffer updated
     # in place) and each call fed the previous call's state. Without donation every call also
-    # copies the whole state, which made the hopper CPU step look 1.6x slower than in training.
+    # copies the whole state, which made the hopper CPU step look 1.48x slower than in training.
     import jax
     from mjx_qvpo.training import make_trainer
     cfg, _ = bench.parse_bench_args(TINY)
