@@ -81,8 +81,9 @@ machine: 1.18-1.23M env steps) hopped too and ended at 3,220 and 3,300, so over 
 eight hopped (K = 8: five) and they ended at 2,660 +- 649 (K = 8: 2,148 +- 1,222). In the one race
 against SAC in the same process (seed 4) QVPO ended above it, 3,220 against 2,963
 (results/race/hopper_cpu_k32_vs_sac_1800s_seed4/), but on the mean Brax SAC is still ahead at 30
-minutes (3,029 +- 205 on seeds 1-5 and 7, where this config ends at 2,635 +- 703; seed 7, SAC's
-lowest at 2,602, is QVPO's lowest at 1,492: results/race/hopper_cpu_k32_vs_sac_1800s_seed7/).
+minutes (2,951 +- 268 on seeds 1-5, 7 and 8, where this config ends at 2,587 +- 662; SAC's two
+lowest seeds, 7 and 8 at 2,602 and 2,489, are QVPO's too, at 1,492 and 2,299:
+results/race/hopper_cpu_k32_vs_sac_1800s_seed{7,8}/).
 The curves of the K = 8 config: add --config.num_train_samples=8 to repeat them.
 K = 64 (the paper's) runs 0.32x K = 8's env steps per second on the CPU (K = 32: 0.67x;
 results/bench/cpu_hopper/) and a 823 s probe on seed 1 was no better than K = 32 per env step,
