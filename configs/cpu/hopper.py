@@ -83,7 +83,12 @@ against SAC in the same process (seed 4) QVPO ended above it, 3,220 against 2,96
 (results/race/hopper_cpu_k32_vs_sac_1800s_seed4/), but on the mean Brax SAC is still ahead at 30
 minutes (2,951 +- 268 on seeds 1-5, 7 and 8, where this config ends at 2,587 +- 662; SAC's two
 lowest seeds, 7 and 8 at 2,602 and 2,489, are QVPO's too, at 1,492 and 2,299:
-results/race/hopper_cpu_k32_vs_sac_1800s_seed{7,8}/).
+results/race/hopper_cpu_k32_vs_sac_1800s_seed{7,8}/). Session 25 raced seed 1 against SAC in
+one process (QVPO 2,927 at 1.03M env steps, SAC 3,062; results/race/hopper_cpu_k32_vs_sac_1800s_seed1/)
+and ran seed 7 again (2,375 at 950k env steps, where session 21's run ended at 1,492 with about
+the same env steps: the last evaluation of a swinging policy is a noisy sample). With those,
+QVPO ends at 2,735 +- 603 or 2,862 +- 381 (either seed 7) on seeds 1-5, 7 and 8 against SAC's
+2,938 +- 259: closer, still below.
 The curves of the K = 8 config: add --config.num_train_samples=8 to repeat them.
 K = 64 (the paper's) runs 0.32x K = 8's env steps per second on the CPU (K = 32: 0.67x;
 results/bench/cpu_hopper/) and a 823 s probe on seed 1 was no better than K = 32 per env step,
@@ -125,7 +130,8 @@ def get_config():
     # better action more often. Over seeds 1-8 it hopped on seven of eight (K = 8: five) and
     # ended at 2,660 +- 649 against 2,148 +- 1,222, at about 0.7x the env steps per second
     # (results/race/hopper_cpu_k32_*: 1800s_seeds12578/, vs_sac_1800s_seed4/,
-    # probe_1000s_seed{3,6}/).
+    # probe_1000s_seed{3,6}/); with session 25's race of seed 1 (2,927, hopping) all eight hop,
+    # 2,790 +- 582 (results/race/hopper_cpu_k32_vs_sac_1800s_seed1/).
     c.num_train_samples = 32
     c.total_env_steps = 1_000_000
     c.entropy_anneal_env_steps = 500_000
