@@ -23,15 +23,17 @@ Protocol (the same for both learners):
   (``SAC_SETTINGS``, printed and saved), overridable with ``--sac.FIELD=VALUE``.
 
 ``--sac-from RACE`` / ``--qvpo-from RACE`` take one learner's curves from an earlier race instead
-of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match), and ``--report --merge``
+of training it (``reuse_sac`` / ``reuse_qvpo`` say what must match; both together train nothing
+and join a QVPO race and a SAC race of the same seeds into one), and ``--report --merge``
 joins races of other seeds into one report; ``--compare A B`` sets two saved races' QVPO
 returns side by side, seed for seed, at each one's budget and at equal env steps.
 
 Writes ``DIR/race.json`` (both curves: training seconds, env steps, evaluation return, per seed;
 for QVPO also the lowest and highest episode return of each evaluation and the last chunk's
 mean losses and Q statistics, ``train``),
-``DIR/race.md`` (return at the budget, env steps, compile times and, with ``--target R``, each
-seed's training time to a return of R) and ``DIR/race.png`` (return against training wall-clock
+``DIR/race.md`` (return at the budget, env steps, compile times, with ``--target R`` each
+seed's training time to a return of R and with ``--late-s W`` each learner's mean return over
+the evaluations in the last W seconds of the budget) and ``DIR/race.png`` (return against training wall-clock
 and against env steps, mean and min-max band over seeds).
 """
 
@@ -586,10 +588,20 @@ def first_reaching(points: list[dict], target: float) -> dict | None:
     return next((p for p in points if p["return"] >= target), None)
 
 
-def summarize(result: dict, target: float | None = None) -> dict:
+def late_returns(points: list[dict], from_s: float) -> list[float]:
+    """The returns of a seed's evaluations taken at or after ``from_s`` seconds of training."""
+    return [p["return"] for p in points if p["train_s"] >= from_s]
+
+
+def summarize(result: dict, target: float | None = None,
+              late: tuple[float, float] | None = None) -> dict:
     """Return at the budget (each seed's last evaluation), mean, std and env steps reached; with
     ``target``, each seed's training time and env steps at its first evaluation at or above it
-    (None where it never got there)."""
+    (None where it never got there); with ``late`` = (W, budget), each seed's mean return over
+    its evaluations in the last W seconds of the budget (None where it has none there, e.g. a
+    cut-off run), their mean and std over the seeds that have one, and how many evaluations each
+    mean is over. A hopping policy's return swings from one evaluation to the next, so the last
+    evaluation alone depends on where the budget falls along a swing; the late mean less so."""
     finals = [pts[-1] for pts in result["seeds"].values()]
     r = np.array([p["return"] for p in finals])
     # Per seed unrounded: the report rounds each figure once, so one seed's return and the
@@ -603,6 +615,14 @@ def summarize(result: dict, target: float | None = None) -> dict:
         out.update(target=target,
                    time_to_target_s=[None if h is None else round(h["train_s"], 1) for h in hits],
                    env_steps_to_target=[None if h is None else h["env_steps"] for h in hits])
+    if late is not None:
+        window_s, budget_s = late
+        per_seed = [late_returns(pts, budget_s - window_s) for pts in result["seeds"].values()]
+        means = [float(np.mean(x)) if x else None for x in per_seed]
+        have = [m for m in means if m is not None]
+        out.update(late_s=window_s, late_return_per_seed=means, late_evals=[len(x) for x in per_seed],
+                   late_return_mean=float(np.mean(have)) if have else None,
+                   late_return_std=float(np.std(have)) if have else None)
     return out
 
 
@@ -702,13 +722,24 @@ def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
             for key, label, color, ls in _CURVES if key in results]
 
 
-def write_report(race: dict, out: str, target: float | None = None) -> str:
-    """Summaries into ``race`` (with ``target``: time to reach it), ``race.md`` (one row per
+def check_late_s(late_s: float | None, budget_s: float) -> None:
+    """``--late-s W`` must be a window inside the budget: 0 < W <= budget; ConfigError if not."""
+    if late_s is not None and not 0 < late_s <= budget_s:
+        raise ConfigError(f"--late-s must be > 0 and at most the budget ({budget_s:g} s), "
+                          f"got {late_s:g}")
+
+
+def write_report(race: dict, out: str, target: float | None = None,
+                 late_s: float | None = None) -> str:
+    """Summaries into ``race`` (with ``target``: time to reach it; with ``late_s``: the mean over
+    the evaluations in the last ``late_s`` seconds of the budget), ``race.md`` (one row per
     learner, and one for each of QVPO's diagnostic evaluations that was recorded) and
     ``race.png`` in ``out``; returns the Markdown."""
+    check_late_s(late_s, race["budget_s"])
     learners = [k for k in ("qvpo", "sac") if k in race]
     curves = _report_curves(race)
-    summaries = {key: summarize(result, target) for key, result, *_ in curves}
+    late = None if late_s is None else (late_s, race["budget_s"])
+    summaries = {key: summarize(result, target, late) for key, result, *_ in curves}
     for key, summary in summaries.items():
         if key in _DIAGNOSTICS:
             race["qvpo"][_DIAGNOSTICS[key][1]] = summary
@@ -720,6 +751,10 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
     if target is not None:
         rows[0] += f" training s to reach {target:g} | env steps then |"
         rows[1] += "---|---|"
+    if late_s is not None:
+        rows[0] += (f" mean over the last {late_s:g} s (mean +- std) | per seed (evaluations "
+                    f"averaged) |")
+        rows[1] += "---|---|"
     for key, result, label, *_ in curves:
         s = summaries[key]
         row = (f"| {label} | {s['final_return_mean']:,.0f} +- "
@@ -730,6 +765,11 @@ def write_report(race: dict, out: str, target: float | None = None) -> str:
             fmt = lambda xs, f: ", ".join("never" if x is None else f.format(x) for x in xs)  # noqa
             row += (f" {fmt(s['time_to_target_s'], '{:.0f}')} | "
                     f"{fmt(s['env_steps_to_target'], '{:,}')} |")
+        if late_s is not None:
+            row += (" none |" if s["late_return_mean"] is None else
+                    f" {s['late_return_mean']:,.0f} +- {s['late_return_std']:,.0f} |")
+            row += " " + ", ".join("none" if m is None else f"{m:,.0f} ({n})" for m, n in
+                                   zip(s["late_return_per_seed"], s["late_evals"])) + " |"
         rows.append(row)
     ls_iterations = race_ls_iterations(race)
     text = (f"{race['task']} on {race['device']}, {race['budget_s']:.0f} s of training per learner "
@@ -819,7 +859,9 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                         "this budget; the report names the source")
     p.add_argument("--qvpo-from", default=None, metavar="RACE",
                    help="do not train QVPO: take its curves from an earlier race with the same "
-                        "QVPO config (seed included), budget and device, and train SAC alone")
+                        "QVPO config (seed included), budget and device, and train SAC alone; "
+                        "with --sac-from too, train nothing: one race joined from a QVPO race "
+                        "and a SAC race of the same seeds")
     p.add_argument("--eval-target-actor", action="store_true",
                    help="also evaluate QVPO's target actor (the Polyak average of its policy) "
                         "at each evaluation, with the same episodes; recorded in race.json as "
@@ -832,6 +874,10 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     p.add_argument("--target", type=float, default=None,
                    help="also report each seed's training time to its first evaluation return "
                         "at or above this value")
+    p.add_argument("--late-s", type=float, default=None, metavar="W",
+                   help="also report each learner's mean return over its evaluations in the "
+                        "last W seconds of the budget (per seed, then mean +- std over seeds): "
+                        "steadier than the last evaluation alone where returns swing")
     p.add_argument("--report", action="store_true",
                    help="train nothing: rewrite race.md and race.png from OUT/race.json "
                         "(e.g. with another --target)")
@@ -861,6 +907,7 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
     if ns.report:
         if ns.out is None:
             raise ConfigError("--report needs --out DIR (the race directory to report on)")
+        check_late_s(ns.late_s, float("inf"))   # the saved budget is checked in write_report
         return ns, config_over, sac_over
     if ns.merge is not None:
         raise ConfigError("--merge works with --report only (it trains nothing)")
@@ -875,6 +922,7 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
         raise ConfigError(f"--seeds must be >= 1, got {ns.seeds}")
     if ns.points < 1:
         raise ConfigError(f"--points must be >= 1, got {ns.points}")
+    check_late_s(ns.late_s, ns.budget_s)
     if ns.sac_from is not None and (ns.no_sac or sac_over):
         raise ConfigError("--sac-from takes SAC's settings and curves from the earlier race: it "
                           "cannot be combined with --no-sac or --sac.FIELD=VALUE")
@@ -887,10 +935,11 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
                               f"{ns.sac_epoch_env_steps}")
     if ns.eval_samples is not None and ns.eval_samples < 1:
         raise ConfigError(f"--eval-samples must be >= 1, got {ns.eval_samples}")
-    if ns.qvpo_from is not None and (ns.no_sac or ns.sac_from is not None or ns.vmap_seeds
-                                     or ns.eval_target_actor or ns.eval_samples is not None):
-        raise ConfigError("--qvpo-from trains SAC alone: it cannot be combined with --no-sac, "
-                          "--sac-from, --vmap-seeds, --eval-target-actor or --eval-samples")
+    if ns.qvpo_from is not None and (ns.no_sac or ns.vmap_seeds or ns.eval_target_actor
+                                     or ns.eval_samples is not None):
+        raise ConfigError("--qvpo-from trains SAC alone (with --sac-from: nothing): it cannot be "
+                          "combined with --no-sac, --vmap-seeds, --eval-target-actor or "
+                          "--eval-samples")
     return ns, config_over, sac_over
 
 
@@ -924,7 +973,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
             else:
                 saved = _load_race(os.path.join(ns.out, "race.json"), "--report")
                 del saved["path"]
-            log(write_report(saved, ns.out, ns.target))
+            log(write_report(saved, ns.out, ns.target, ns.late_s))
             return 0
         cfg = resolve(load_run_config(ns.config, config_over))
         check_eval_target_actor(ns, cfg)
@@ -1050,7 +1099,7 @@ def _race(ns, cfg, settings, argv, out: str, log: Callable[[str], None],
                               cfg.episode_length, cfg.num_eval_envs, log, on_point=save_partial,
                               ls_iterations=cfg.ls_iterations)
         save()
-    log(write_report(race, out, ns.target))
+    log(write_report(race, out, ns.target, ns.late_s))
     log(f"wrote {out}/race.json, race.md and race.png")
     return 0
 

@@ -228,6 +228,39 @@ def test_time_to_target_and_report_from_a_saved_race(tmp_path, capsys):
             "for both learners.") in (tmp_path / "race.md").read_text()
 
 
+def test_late_mean_over_the_last_seconds_of_the_budget(tmp_path, capsys):
+    """--late-s W: each seed's mean over its evaluations in the last W s of the budget, then the
+    mean and std over the seeds that have one (a cut-off seed has none and is named so)."""
+    r = _fake_race(tmp_path)   # evaluations at 0, 5 and 10 s of a 10 s budget
+    s = race.summarize(r["qvpo"], late=(5.0, 10.0))
+    assert s["late_return_per_seed"] == [15.0, 30.0] and s["late_evals"] == [2, 2]
+    assert s["late_return_mean"] == 22.5 and s["late_return_std"] == 7.5
+    assert race.summarize(r["qvpo"], late=(10.0, 10.0))["late_return_per_seed"] == [10.0, 20.0]
+    assert "late_s" not in race.summarize(r["qvpo"])
+    r["qvpo"]["seeds"]["1"] = r["qvpo"]["seeds"]["1"][:2]       # cut off at 5 s
+    cut = race.summarize(r["qvpo"], late=(4.0, 10.0))
+    assert cut["late_return_per_seed"] == [20.0, None] and cut["late_return_mean"] == 20.0
+    r.update(command="race ...", seeds=[0, 1], num_eval_envs=8, episode_length=1000)
+    r["qvpo"]["compile_s"] = r["sac"]["compile_s"] = 1.0
+    (tmp_path / "race.json").write_text(json.dumps(r))
+    assert race.main(["--report", "--out", str(tmp_path), "--late-s", "4"]) == 0
+    md = (tmp_path / "race.md").read_text()
+    assert "mean over the last 4 s (mean +- std) | per seed (evaluations averaged) |" in md
+    assert "| 20 +- 0 | 20 (1), none |" in md and "| 10 +- 0 | 10 (1) |" in md
+    assert json.loads((tmp_path / "race.json").read_text())["qvpo"]["summary"]["late_s"] == 4.0
+    for args, message in [(["--report", "--out", str(tmp_path), "--late-s", "11"],
+                           "--late-s must be > 0 and at most the budget (10 s), got 11"),
+                          (["--report", "--out", str(tmp_path), "--late-s", "0"],
+                           "--late-s must be > 0"),
+                          (["--config", "configs/cpu/hopper.py", "--budget-s", "60",
+                            "--late-s", "61", "--out", str(tmp_path / "r")],
+                           "at most the budget (60 s), got 61")]:
+        assert race.main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
 def _earlier_sac_race(tmp_path, **changes):
     """An earlier race's race.json with SAC seeds 1 and 2: epochs of 30 s, 600 s budget."""
     pts = [{"train_s": 0.0, "env_steps": 0, "return": 5.0}] + [
@@ -398,9 +431,40 @@ def test_reused_qvpo_curves_need_the_same_config_budget_and_device(tmp_path):
     assert "QVPO's curves were not (all) trained by this race" in (out / "race.md").read_text()
 
 
+def test_qvpo_from_and_sac_from_join_two_races_without_training(tmp_path, monkeypatch):
+    """--qvpo-from A --sac-from B trains nothing: QVPO's curves as A has them, SAC's cut at this
+    budget from B, both sources in the report (e.g. a seed whose QVPO and SAC ran in different
+    races, before a --merge over seeds)."""
+    from mjx_qvpo.train import load_run_config
+    monkeypatch.setattr(race, "run_qvpo", lambda *a, **k: pytest.fail("QVPO trained"))
+    monkeypatch.setattr(race, "run_sac", lambda *a, **k: pytest.fail("SAC trained"))
+    cfg = race.config_json(race.resolve(load_run_config("configs/cpu/hopper.py", {"seed": 1})))
+    pts = [{"train_s": t, "env_steps": 100 * t, "return": t} for t in (0.0, 150.0, 301.0)]
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "race.json").write_text(json.dumps({
+        "command": "race --no-sac", "task": "hopper", "device": "cpu", "budget_s": 300.0,
+        "seeds": [1], "num_eval_envs": 8, "episode_length": 1000, "qvpo_config": cfg,
+        "sac_settings": None, "qvpo": {"compile_s": 50.0, "seeds": {"1": pts}}}))
+    (tmp_path / "s").mkdir()
+    sac = _earlier_sac_race(tmp_path / "s")   # 600 s, cut here at 300 s
+    out = tmp_path / "joined"
+    assert race.main(["--config", "configs/cpu/hopper.py", "--budget-s", "300", "--seed", "1",
+                      "--qvpo-from", str(tmp_path / "q"), "--sac-from", str(sac),
+                      "--late-s", "100", "--out", str(out)]) == 0
+    r = json.loads((out / "race.json").read_text())
+    assert r["qvpo"]["seeds"]["1"] == pts and r["sac"]["seeds"]["1"][-1]["train_s"] == 301.0
+    assert r["sac_settings"] == {"num_envs": 128}
+    assert r["qvpo_from"]["command"] == "race --no-sac" and r["sac_from"]["budget_s"] == 600.0
+    md = (out / "race.md").read_text()
+    assert "SAC's curves were not (all) trained" in md and "QVPO's curves were not (all)" in md
+    # QVPO's mean over its last 100 s: the evaluation at 301 s alone; SAC's: 211-301 s
+    assert r["qvpo"]["summary"]["late_return_per_seed"] == [301.0]
+    assert r["sac"]["summary"]["late_evals"] == [4]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--no-sac"], "cannot be combined with --no-sac"),
-    (["--vmap-seeds"], "cannot be combined with --no-sac, --sac-from, --vmap-seeds,"),
+    (["--vmap-seeds"], "cannot be combined with --no-sac, --vmap-seeds,"),
     (["--eval-samples", "1"], "--eval-target-actor or --eval-samples"),
     ([], "has another QVPO config (fields"),
 ])
