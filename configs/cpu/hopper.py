@@ -88,7 +88,11 @@ one process (QVPO 2,927 at 1.03M env steps, SAC 3,062; results/race/hopper_cpu_k
 and ran seed 7 again (2,375 at 950k env steps, where session 21's run ended at 1,492 with about
 the same env steps: the last evaluation of a swinging policy is a noisy sample). With those,
 QVPO ends at 2,735 +- 603 or 2,862 +- 381 (either seed 7) on seeds 1-5, 7 and 8 against SAC's
-2,938 +- 259: closer, still below.
+2,938 +- 259: closer, still below. Session 26 ran seeds 3 and 6 (until then 1,000 s probes) for
+the full 1800 s, so all eight seeds have both learners for 30 minutes
+(results/race/hopper_cpu_k32_vs_sac_1800s_seeds1to8/): QVPO 2,481 +- 1,092 against SAC's
+2,919 +- 232; over each seed's last 300 s 2,669 +- 315 against 2,766 +- 377. Seed 6 hopped and
+ended above SAC (3,350 against 2,956); seed 3 hopped, then its last evaluation fell to 63.
 The curves of the K = 8 config: add --config.num_train_samples=8 to repeat them.
 K = 64 (the paper's) runs 0.32x K = 8's env steps per second on the CPU (K = 32: 0.67x;
 results/bench/cpu_hopper/) and a 823 s probe on seed 1 was no better than K = 32 per env step,
@@ -131,7 +135,8 @@ def get_config():
     # ended at 2,660 +- 649 against 2,148 +- 1,222, at about 0.7x the env steps per second
     # (results/race/hopper_cpu_k32_*: 1800s_seeds12578/, vs_sac_1800s_seed4/,
     # probe_1000s_seed{3,6}/); with session 25's race of seed 1 (2,927, hopping) all eight hop,
-    # 2,790 +- 582 (results/race/hopper_cpu_k32_vs_sac_1800s_seed1/).
+    # 2,790 +- 582 (results/race/hopper_cpu_k32_vs_sac_1800s_seed1/); with seeds 3 and 6 run for
+    # the full 1800 s (session 26) 2,481 +- 1,092, SAC 2,919 +- 232 (_vs_sac_1800s_seeds1to8/).
     c.num_train_samples = 32
     c.total_env_steps = 1_000_000
     c.entropy_anneal_env_steps = 500_000
