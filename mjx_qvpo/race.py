@@ -33,8 +33,8 @@ for QVPO also the lowest and highest episode return of each evaluation and the l
 mean losses and Q statistics, ``train``),
 ``DIR/race.md`` (return at the budget, env steps, compile times, with ``--target R`` each
 seed's training time to a return of R and with ``--late-s W`` each learner's mean return over
-the evaluations in the last W seconds of the budget) and ``DIR/race.png`` (return against training wall-clock
-and against env steps, mean and min-max band over seeds).
+the evaluations in the last W seconds of the budget) and ``DIR/race.png`` (return against
+training wall-clock and against env steps, mean and min-max band over seeds).
 """
 
 from __future__ import annotations
@@ -722,9 +722,14 @@ def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
             for key, label, color, ls in _CURVES if key in results]
 
 
-def check_late_s(late_s: float | None, budget_s: float) -> None:
-    """``--late-s W`` must be a window inside the budget: 0 < W <= budget; ConfigError if not."""
-    if late_s is not None and not 0 < late_s <= budget_s:
+def check_late_s(late_s: float | None, budget_s: float | None) -> None:
+    """``--late-s W`` must be a window inside the budget: 0 < W <= budget (``budget_s`` None:
+    not known yet, W > 0 only); ConfigError if not."""
+    if late_s is None:
+        return
+    if budget_s is None and late_s <= 0:
+        raise ConfigError(f"--late-s must be > 0, got {late_s:g}")
+    if budget_s is not None and not 0 < late_s <= budget_s:
         raise ConfigError(f"--late-s must be > 0 and at most the budget ({budget_s:g} s), "
                           f"got {late_s:g}")
 
@@ -900,14 +905,14 @@ def parse_cli(argv: Sequence[str]) -> tuple[argparse.Namespace, dict, dict]:
             raise ConfigError(f"{mode} reads saved races and trains nothing: {', '.join(ignored)} "
                               f"would have no effect (the saved race.json holds the config)")
     if ns.compare is not None:
-        if ns.report or ns.merge is not None:
+        if ns.report or ns.merge is not None or ns.late_s is not None:
             raise ConfigError("--compare reads two saved races: it cannot be combined with "
-                              "--report or --merge")
+                              "--report, --merge or --late-s")
         return ns, config_over, sac_over
     if ns.report:
         if ns.out is None:
             raise ConfigError("--report needs --out DIR (the race directory to report on)")
-        check_late_s(ns.late_s, float("inf"))   # the saved budget is checked in write_report
+        check_late_s(ns.late_s, None)   # the saved race's budget is checked in write_report
         return ns, config_over, sac_over
     if ns.merge is not None:
         raise ConfigError("--merge works with --report only (it trains nothing)")

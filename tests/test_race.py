@@ -251,7 +251,9 @@ def test_late_mean_over_the_last_seconds_of_the_budget(tmp_path, capsys):
     for args, message in [(["--report", "--out", str(tmp_path), "--late-s", "11"],
                            "--late-s must be > 0 and at most the budget (10 s), got 11"),
                           (["--report", "--out", str(tmp_path), "--late-s", "0"],
-                           "--late-s must be > 0"),
+                           "--late-s must be > 0, got 0"),
+                          (["--compare", str(tmp_path), str(tmp_path), "--late-s", "4"],
+                           "cannot be combined with --report, --merge or --late-s"),
                           (["--config", "configs/cpu/hopper.py", "--budget-s", "60",
                             "--late-s", "61", "--out", str(tmp_path / "r")],
                            "at most the budget (60 s), got 61")]:
