@@ -620,7 +620,8 @@ def summarize(result: dict, target: float | None = None,
         per_seed = [late_returns(pts, budget_s - window_s) for pts in result["seeds"].values()]
         means = [float(np.mean(x)) if x else None for x in per_seed]
         have = [m for m in means if m is not None]
-        out.update(late_s=window_s, late_return_per_seed=means, late_evals=[len(x) for x in per_seed],
+        out.update(late_s=window_s, late_return_per_seed=means,
+                   late_evals=[len(x) for x in per_seed],
                    late_return_mean=float(np.mean(have)) if have else None,
                    late_return_std=float(np.std(have)) if have else None)
     return out
@@ -725,13 +726,9 @@ def _report_curves(race: dict) -> list[tuple[str, dict, str, str, str]]:
 def check_late_s(late_s: float | None, budget_s: float | None) -> None:
     """``--late-s W`` must be a window inside the budget: 0 < W <= budget (``budget_s`` None:
     not known yet, W > 0 only); ConfigError if not."""
-    if late_s is None:
-        return
-    if budget_s is None and late_s <= 0:
-        raise ConfigError(f"--late-s must be > 0, got {late_s:g}")
-    if budget_s is not None and not 0 < late_s <= budget_s:
-        raise ConfigError(f"--late-s must be > 0 and at most the budget ({budget_s:g} s), "
-                          f"got {late_s:g}")
+    if late_s is not None and (late_s <= 0 or budget_s is not None and late_s > budget_s):
+        bound = "" if budget_s is None else f" and at most the budget ({budget_s:g} s)"
+        raise ConfigError(f"--late-s must be > 0{bound}, got {late_s:g}")
 
 
 def write_report(race: dict, out: str, target: float | None = None,
